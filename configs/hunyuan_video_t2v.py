@@ -1,0 +1,30 @@
+"""The released HunyuanVideo 13B text-to-video model (720p / 540p, 129 frames)."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.transformer = ml_collections.ConfigDict(
+        dict(
+            in_channels=16,
+            out_channels=16,
+            patch_size=(1, 2, 2),
+            hidden_size=3072,
+            heads=24,
+            mlp_ratio=4.0,
+            mlp_act="gelu_tanh",
+            double_blocks=20,
+            single_blocks=40,
+            refiner_blocks=2,
+            rope_axes_dims=(16, 56, 56),
+            rope_theta=256.0,
+            text_states_dim=4096,
+            text_states_dim_2=768,
+            guidance_embed=True,
+            dtype="bfloat16",
+            param_dtype="bfloat16",
+            attention_impl="xla",
+        )
+    )
+    return config

@@ -1,0 +1,148 @@
+"""Opening a PyTorch checkpoint as a lazy {name: numpy array} source.
+
+Reads `.safetensors` (one file, or a folder / `*.index.json` of shards), PyTorch pickles
+(`.pt`, `.pth`, `.bin`, loaded with `mmap=True`; torch must be installed for these), wrapper
+dicts ("module", "ema", "state_dict"), and fp8 checkpoints with a scale map
+(w = w8.astype(float32) * scale).
+"""
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from hyv_jax.convert.safetensors_io import SafetensorsFile
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+WRAPPER_KEYS = ("module", "ema", "state_dict", "model")
+
+
+class TensorSource:
+    """A read-only mapping of tensor names to lazily loaded numpy arrays."""
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], load: Callable[[str], np.ndarray], description: str):
+        self._shapes = dict(shapes)
+        self._load = load
+        self.description = description
+
+    def keys(self) -> list[str]:
+        return list(self._shapes)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._shapes
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shapes[name]
+
+    def get(self, name: str) -> np.ndarray:
+        return self._load(name)
+
+    def renamed(self, strip_prefix: str) -> "TensorSource":
+        """The same tensors with `strip_prefix` removed from names that carry it."""
+        mapping = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: k for k in self._shapes}
+        return TensorSource({n: self._shapes[k] for n, k in mapping.items()}, lambda n: self._load(mapping[n]), self.description)
+
+
+def from_arrays(arrays: Mapping[str, np.ndarray], description: str = "in-memory arrays") -> TensorSource:
+    return TensorSource({k: tuple(v.shape) for k, v in arrays.items()}, lambda k: np.asarray(arrays[k]), description)
+
+
+def torch_to_numpy(tensor) -> np.ndarray:
+    """A CPU torch tensor as numpy without copying where possible; bf16/fp8 via ml_dtypes."""
+    import torch
+
+    special = {
+        torch.bfloat16: (torch.int16, ml_dtypes.bfloat16),
+        torch.float8_e4m3fn: (torch.uint8, ml_dtypes.float8_e4m3fn),
+        torch.float8_e5m2: (torch.uint8, ml_dtypes.float8_e5m2),
+    }
+    tensor = tensor.detach().cpu()
+    if tensor.dtype in special:
+        carrier, dtype = special[tensor.dtype]
+        return tensor.view(carrier).numpy().view(dtype)
+    return tensor.numpy()
+
+
+def _unwrap(state: Mapping, path: Path) -> Mapping:
+    """Descends through {"module": ...} / {"ema": ...} / {"state_dict": ...} wrappers."""
+    while isinstance(state, Mapping) and not any(hasattr(v, "shape") for v in state.values()):
+        found = [k for k in WRAPPER_KEYS if k in state]
+        if not found:
+            raise ValueError(f"{path}: no tensors found; top-level keys are {sorted(state)[:10]}")
+        state = state[found[0]]
+    return state
+
+
+def _load_torch(path: Path) -> Mapping:
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(f"reading {path} needs PyTorch: pip install torch (or convert .safetensors files)") from e
+    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+
+
+def _open_torch(path: Path) -> TensorSource:
+    state = _unwrap(_load_torch(path), path)
+    tensors = {k: v for k, v in state.items() if hasattr(v, "shape")}
+    return TensorSource({k: tuple(v.shape) for k, v in tensors.items()}, lambda k: torch_to_numpy(tensors[k]), str(path))
+
+
+def _open_safetensors(files: list[Path], description: str) -> TensorSource:
+    owner, shapes = {}, {}
+    for f in files:
+        st = SafetensorsFile(f)
+        for k in st.keys():
+            if k in owner:
+                raise ValueError(f"tensor {k} appears in both {owner[k].path} and {f}")
+            owner[k], shapes[k] = st, st.shape(k)
+    return TensorSource(shapes, lambda k: owner[k].get(k), description)
+
+
+def _sharded_files(index: Path) -> list[Path]:
+    weight_map = json.loads(index.read_text())["weight_map"]
+    return [index.parent / name for name in sorted(set(weight_map.values()))]
+
+
+def open_checkpoint(path: str | Path, fp8_map: str | Path | None = None) -> TensorSource:
+    """Opens a file or folder; `fp8_map` is the `*_fp8_map.pt` of an fp8 checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        indexes = sorted(path.glob("*.safetensors.index.json"))
+        files = _sharded_files(indexes[0]) if len(indexes) == 1 else sorted(path.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{path} holds no .safetensors files (or one *.safetensors.index.json)")
+        source = _open_safetensors(files, str(path))
+    elif path.name.endswith(".index.json"):
+        source = _open_safetensors(_sharded_files(path), str(path))
+    elif path.suffix == ".safetensors":
+        source = _open_safetensors([path], str(path))
+    elif path.suffix in TORCH_SUFFIXES:
+        source = _open_torch(path)
+    else:
+        raise ValueError(f"{path}: unknown checkpoint format; expected .safetensors, an index json, a folder, or {TORCH_SUFFIXES}")
+    return with_fp8_scales(source, fp8_map) if fp8_map is not None else source
+
+
+def with_fp8_scales(source: TensorSource, fp8_map: str | Path | Mapping) -> TensorSource:
+    """Dequantises `<module>.weight` tensors stored in fp8 with the map {module: scale}."""
+    scales = fp8_map if isinstance(fp8_map, Mapping) else _load_torch(Path(fp8_map))
+    scales = {k: float(np.asarray(torch_to_numpy(v) if hasattr(v, "detach") else v, np.float32)) for k, v in scales.items()}
+    missing = [m for m in scales if f"{m}.weight" not in source]
+    if missing:
+        raise ValueError(f"fp8 map names modules absent from the checkpoint: {missing[:10]} ({len(missing)} in all)")
+    fp8_dtypes = (np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2))
+
+    def load(name: str) -> np.ndarray:
+        array = source.get(name)
+        if array.dtype not in fp8_dtypes:
+            return array
+        module = name.removesuffix(".weight")
+        if module not in scales:
+            raise ValueError(f"{name} is stored in fp8 but the fp8 map has no scale for {module}")
+        return array.astype(np.float32) * np.float32(scales[module])
+
+    return TensorSource({k: source.shape(k) for k in source.keys()}, load, f"{source.description} (fp8, scales from map)")

@@ -1,0 +1,78 @@
+"""HunyuanVideo transformer weights: PyTorch checkpoints (original or diffusers layout, fp8
+with a scale map) -> our parameters -> Orbax, and back out to either PyTorch layout."""
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from flax import nnx
+
+from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
+from hyv_jax.convert.mapping import jax_to_torch, regroup_state, regrouped_source, torch_to_jax
+from hyv_jax.convert.model_state import param_shapes, params_tree
+from hyv_jax.convert.orbax_io import read_info, restore_params, save_params
+from hyv_jax.convert.transformer_table import diffusers_regroups, transformer_rules
+from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
+
+MODEL_KIND = "hunyuan_video_transformer"
+LAYOUTS = ("original", "diffusers")
+_LAYOUT_MARKERS = {"original": "double_blocks.", "diffusers": "transformer_blocks."}
+
+
+def detect_layout(source: TensorSource) -> str:
+    found = [name for name, marker in _LAYOUT_MARKERS.items() if any(k.startswith(marker) for k in source.keys())]
+    if len(found) != 1:
+        raise ValueError(
+            f"{source.description}: cannot tell the checkpoint layout (found {found or 'neither'} of "
+            f"{list(_LAYOUT_MARKERS.values())} key prefixes); is this a HunyuanVideo transformer checkpoint?"
+        )
+    return found[0]
+
+
+def abstract_transformer(config: TransformerConfig) -> HunyuanVideoTransformer:
+    return nnx.eval_shape(lambda: HunyuanVideoTransformer(config, rngs=nnx.Rngs(0)))
+
+
+def read_torch_transformer(source: TensorSource, config: TransformerConfig, dtype=ml_dtypes.bfloat16) -> dict:
+    """Our flat parameters (numpy, `dtype`) from a PyTorch checkpoint in either layout."""
+    layout = detect_layout(source)
+    what = f"{source.description} ({layout} layout) does not match the transformer config"
+    if layout == "diffusers":
+        source = regrouped_source(source, diffusers_regroups(config), what)
+    return torch_to_jax(source, transformer_rules(config), param_shapes(abstract_transformer(config)), np.dtype(dtype), what)
+
+
+def export_torch_transformer(flat: Mapping, config: TransformerConfig, layout: str = "original") -> dict[str, np.ndarray]:
+    """A PyTorch state dict (numpy values) of our parameters in the `layout` naming."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+    state = jax_to_torch({p: np.asarray(v) for p, v in flat.items()}, transformer_rules(config))
+    return regroup_state(state, diffusers_regroups(config)) if layout == "diffusers" else state
+
+
+def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: str | Path, *, fp8_map=None, dtype=ml_dtypes.bfloat16) -> None:
+    source = open_checkpoint(path, fp8_map)
+    flat = read_torch_transformer(source, config, dtype)
+    save_params(out_dir, flat, {
+        "model": MODEL_KIND,
+        "config": dataclasses.asdict(config),
+        "source": str(path),
+        "layout": detect_layout(source),
+        "dtype": np.dtype(dtype).name,
+    })
+
+
+def restore_transformer(directory: str | Path, config: TransformerConfig | None = None, shardings: Mapping | None = None) -> HunyuanVideoTransformer:
+    """The model with parameters from a converted checkpoint (in the config's param dtype)."""
+    info = read_info(directory)
+    if info.get("model") != MODEL_KIND:
+        raise ValueError(f"{directory} holds a {info.get('model')!r} checkpoint, not a {MODEL_KIND}")
+    config = config or TransformerConfig(**info["config"])
+    graphdef, state = nnx.split(abstract_transformer(config))
+    shapes = param_shapes(nnx.merge(graphdef, state))
+    flat = restore_params(directory, shapes, {p: jnp.dtype(config.param_dtype) for p in shapes}, shardings)
+    nnx.replace_by_pure_dict(state, params_tree(flat))
+    return nnx.merge(graphdef, state)

@@ -1,0 +1,144 @@
+"""Name tables of the HunyuanVideo transformer: our parameters <-> the original Tencent
+checkpoint (`mp_rank_00_model_states.pt`), and the original layout <-> diffusers'.
+
+Both are built from the config; widths come from it (never from a constant), so the tables
+serve the 13B model and the tiny test model alike.
+"""
+
+from hyv_jax.convert.mapping import Regroup, Rule, Slot
+from hyv_jax.convert.transforms import Copy, Linear, Split
+from hyv_jax.models.transformer import TransformerConfig
+
+# (original suffix, our module path) for plain linear layers: (n_in dims of our kernel)
+_LINEAR, _PROJ = Linear(1), Linear(2)  # _PROJ: (heads, head_dim) -> dim
+
+
+def _dense(rules, name, path, layer=None, weight=_LINEAR, bias=Copy()):
+    rules.append(Rule(f"{name}.weight", (Slot((*path, "kernel"), layer),), weight))
+    rules.append(Rule(f"{name}.bias", (Slot((*path, "bias"), layer),), bias))
+
+
+def _norm(rules, name, path, layer=None):
+    rules.append(Rule(f"{name}.weight", (Slot((*path, "weight"), layer),), Copy()))
+
+
+def _embedder(rules, name, path, first, second):
+    _dense(rules, f"{name}.{first}", (*path, "in_layer"))
+    _dense(rules, f"{name}.{second}", (*path, "out_layer"))
+
+
+def transformer_rules(config: TransformerConfig) -> list[Rule]:
+    """Original checkpoint names -> our parameter slots."""
+    rules: list[Rule] = []
+    # patch conv (O, C, pt, ph, pw); our kernel is (pt, ph, pw, C, O)
+    _dense(rules, "img_in.proj", ("img_in", "proj"), weight=Linear(4, torch_in_order=(3, 0, 1, 2), conv_shape=True))
+    _dense(rules, "txt_in.input_embedder", ("txt_in", "input_embedder"))
+    _embedder(rules, "txt_in.t_embedder.mlp", ("txt_in", "t_embedder", "mlp"), "0", "2")
+    _embedder(rules, "txt_in.c_embedder", ("txt_in", "c_embedder"), "linear_1", "linear_2")
+    for i in range(config.refiner_blocks):
+        src, dst = f"txt_in.individual_token_refiner.blocks.{i}", ("txt_in", "blocks")
+        for norm in ("norm1", "norm2"):
+            _norm(rules, f"{src}.{norm}", (*dst, norm), i)
+            rules.append(Rule(f"{src}.{norm}.bias", (Slot((*dst, norm, "bias"), i),), Copy()))
+        _dense(rules, f"{src}.self_attn_qkv", (*dst, "self_attn_qkv"), i)
+        _dense(rules, f"{src}.self_attn_proj", (*dst, "self_attn_proj"), i, weight=_PROJ)
+        _dense(rules, f"{src}.mlp.fc1", (*dst, "mlp", "fc1"), i)
+        _dense(rules, f"{src}.mlp.fc2", (*dst, "mlp", "fc2"), i)
+        _dense(rules, f"{src}.adaLN_modulation.1", (*dst, "adaLN_modulation", "linear"), i)
+    _embedder(rules, "time_in.mlp", ("time_in", "mlp"), "0", "2")
+    if config.guidance_embed:
+        _embedder(rules, "guidance_in.mlp", ("guidance_in", "mlp"), "0", "2")
+    _embedder(rules, "vector_in", ("vector_in",), "in_layer", "out_layer")
+
+    for i in range(config.double_blocks):
+        src, dst = f"double_blocks.{i}", ("double_blocks",)
+        for s in ("img", "txt"):
+            _dense(rules, f"{src}.{s}_mod.linear", (*dst, f"{s}_mod", "linear"), i)
+            _dense(rules, f"{src}.{s}_attn_qkv", (*dst, f"{s}_attn_qkv"), i)
+            _norm(rules, f"{src}.{s}_attn_q_norm", (*dst, f"{s}_attn_q_norm"), i)
+            _norm(rules, f"{src}.{s}_attn_k_norm", (*dst, f"{s}_attn_k_norm"), i)
+            _dense(rules, f"{src}.{s}_attn_proj", (*dst, f"{s}_attn_proj"), i, weight=_PROJ)
+            _dense(rules, f"{src}.{s}_mlp.fc1", (*dst, f"{s}_mlp", "fc1"), i)
+            _dense(rules, f"{src}.{s}_mlp.fc2", (*dst, f"{s}_mlp", "fc2"), i)
+
+    for i in range(config.single_blocks):
+        src, dst = f"single_blocks.{i}", ("single_blocks",)
+        slot = lambda *p: Slot((*dst, *p), i)  # noqa: E731
+        # linear1 rows are [q | k | v | mlp]; linear2 columns are [attn | mlp]
+        rules.append(Rule(f"{src}.linear1.weight", (slot("linear1_qkv", "kernel"), slot("linear1_mlp", "kernel")), Split(0, (_LINEAR, _LINEAR))))
+        rules.append(Rule(f"{src}.linear1.bias", (slot("linear1_qkv", "bias"), slot("linear1_mlp", "bias")), Split(0, (Copy(), Copy()))))
+        rules.append(Rule(f"{src}.linear2.weight", (slot("linear2_attn", "kernel"), slot("linear2_mlp", "kernel")), Split(1, (_PROJ, _LINEAR))))
+        rules.append(Rule(f"{src}.linear2.bias", (slot("linear2_mlp", "bias"),), Copy()))
+        _norm(rules, f"{src}.q_norm", (*dst, "q_norm"), i)
+        _norm(rules, f"{src}.k_norm", (*dst, "k_norm"), i)
+        _dense(rules, f"{src}.modulation.linear", (*dst, "modulation", "linear"), i)
+
+    # final linear outputs are (c, pt, ph, pw) upstream, (pt, ph, pw, c) here
+    _dense(rules, "final_layer.linear", ("final_layer", "linear"),
+           weight=Linear(1, torch_out_order=(3, 0, 1, 2)), bias=Copy(torch_order=(3, 0, 1, 2)))
+    _dense(rules, "final_layer.adaLN_modulation.1", ("final_layer", "adaLN_modulation", "linear"))
+    return rules
+
+
+def _rename(groups, original, diffusers, suffixes=("weight", "bias")):
+    for s in suffixes:
+        groups.append(Regroup(f"{original}.{s}", (f"{diffusers}.{s}",)))
+
+
+def _chunk(groups, original, pieces, sizes, suffixes=("weight", "bias"), reverse=False):
+    for s in suffixes:
+        groups.append(Regroup(f"{original}.{s}", tuple(f"{p}.{s}" for p in pieces), sizes, reverse))
+
+
+def diffusers_regroups(config: TransformerConfig) -> list[Regroup]:
+    """Original names <-> diffusers `HunyuanVideoTransformer3DModel` names."""
+    d = config.hidden_size
+    mlp = int(d * config.mlp_ratio)
+    qkv = (d, d, d)
+    g: list[Regroup] = []
+    _rename(g, "img_in.proj", "x_embedder.proj")
+    _rename(g, "time_in.mlp.0", "time_text_embed.timestep_embedder.linear_1")
+    _rename(g, "time_in.mlp.2", "time_text_embed.timestep_embedder.linear_2")
+    if config.guidance_embed:
+        _rename(g, "guidance_in.mlp.0", "time_text_embed.guidance_embedder.linear_1")
+        _rename(g, "guidance_in.mlp.2", "time_text_embed.guidance_embedder.linear_2")
+    _rename(g, "vector_in.in_layer", "time_text_embed.text_embedder.linear_1")
+    _rename(g, "vector_in.out_layer", "time_text_embed.text_embedder.linear_2")
+    _rename(g, "txt_in.input_embedder", "context_embedder.proj_in")
+    _rename(g, "txt_in.t_embedder.mlp.0", "context_embedder.time_text_embed.timestep_embedder.linear_1")
+    _rename(g, "txt_in.t_embedder.mlp.2", "context_embedder.time_text_embed.timestep_embedder.linear_2")
+    _rename(g, "txt_in.c_embedder.linear_1", "context_embedder.time_text_embed.text_embedder.linear_1")
+    _rename(g, "txt_in.c_embedder.linear_2", "context_embedder.time_text_embed.text_embedder.linear_2")
+    for i in range(config.refiner_blocks):
+        o, n = f"txt_in.individual_token_refiner.blocks.{i}", f"context_embedder.token_refiner.refiner_blocks.{i}"
+        _rename(g, f"{o}.norm1", f"{n}.norm1")
+        _rename(g, f"{o}.norm2", f"{n}.norm2")
+        _chunk(g, f"{o}.self_attn_qkv", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v"), qkv)
+        _rename(g, f"{o}.self_attn_proj", f"{n}.attn.to_out.0")
+        _rename(g, f"{o}.mlp.fc1", f"{n}.ff.net.0.proj")
+        _rename(g, f"{o}.mlp.fc2", f"{n}.ff.net.2")
+        _rename(g, f"{o}.adaLN_modulation.1", f"{n}.norm_out.linear")
+    for i in range(config.double_blocks):
+        o, n = f"double_blocks.{i}", f"transformer_blocks.{i}"
+        _rename(g, f"{o}.img_mod.linear", f"{n}.norm1.linear")
+        _rename(g, f"{o}.txt_mod.linear", f"{n}.norm1_context.linear")
+        _chunk(g, f"{o}.img_attn_qkv", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v"), qkv)
+        _chunk(g, f"{o}.txt_attn_qkv", (f"{n}.attn.add_q_proj", f"{n}.attn.add_k_proj", f"{n}.attn.add_v_proj"), qkv)
+        for o_norm, n_norm in (("img_attn_q_norm", "norm_q"), ("img_attn_k_norm", "norm_k"),
+                               ("txt_attn_q_norm", "norm_added_q"), ("txt_attn_k_norm", "norm_added_k")):
+            _rename(g, f"{o}.{o_norm}", f"{n}.attn.{n_norm}", ("weight",))
+        _rename(g, f"{o}.img_attn_proj", f"{n}.attn.to_out.0")
+        _rename(g, f"{o}.txt_attn_proj", f"{n}.attn.to_add_out")
+        for stream, ff in (("img", "ff"), ("txt", "ff_context")):
+            _rename(g, f"{o}.{stream}_mlp.fc1", f"{n}.{ff}.net.0.proj")
+            _rename(g, f"{o}.{stream}_mlp.fc2", f"{n}.{ff}.net.2")
+    for i in range(config.single_blocks):
+        o, n = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
+        _chunk(g, f"{o}.linear1", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v", f"{n}.proj_mlp"), (*qkv, mlp))
+        _rename(g, f"{o}.linear2", f"{n}.proj_out")
+        _rename(g, f"{o}.q_norm", f"{n}.attn.norm_q", ("weight",))
+        _rename(g, f"{o}.k_norm", f"{n}.attn.norm_k", ("weight",))
+        _rename(g, f"{o}.modulation.linear", f"{n}.norm.linear")
+    _rename(g, "final_layer.linear", "proj_out")
+    _chunk(g, "final_layer.adaLN_modulation.1", ("norm_out.linear",), (d, d), reverse=True)
+    return g

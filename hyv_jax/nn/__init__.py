@@ -1,0 +1,1 @@
+"""Small shared layers: dense, norms, MLPs, timestep embedding, modulation, RoPE, patches."""

@@ -1,0 +1,47 @@
+"""Two-layer perceptrons: the blocks' MLP and the conditioning embedders."""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hyv_jax.nn.dense import Dense
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "silu": jax.nn.silu,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class MLP(nnx.Module):
+    """fc1 -> activation -> fc2 (hidden width on the `mlp` axis)."""
+
+    def __init__(self, dim: int, hidden: int, act: str, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.act = activation(act)
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.fc1 = Dense(dim, hidden, in_axes=("embed",), out_axes=("mlp",), **kw)
+        self.fc2 = Dense(hidden, dim, in_axes=("mlp",), out_axes=("embed",), **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class MLPEmbedder(nnx.Module):
+    """in_layer -> SiLU -> out_layer: projects a conditioning vector (timestep features, pooled
+    text) into the model width. Upstream names it mlp.0/mlp.2, in_layer/out_layer or
+    linear_1/linear_2 depending on the embedder; the converter's table maps those names."""
+
+    def __init__(self, in_dim: int, dim: int, *, in_axis: str, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.in_layer = Dense(in_dim, dim, in_axes=(in_axis,), out_axes=("embed",), **kw)
+        self.out_layer = Dense(dim, dim, in_axes=("embed",), out_axes=("embed",), **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.out_layer(jax.nn.silu(self.in_layer(x)))

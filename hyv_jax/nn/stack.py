@@ -1,0 +1,34 @@
+"""Repeated blocks as one stacked module (leading `layers` axis) run with `lax.scan`: one
+compiled block body instead of one per layer."""
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import jax
+from flax import nnx
+
+M = TypeVar("M", bound=nnx.Module)
+C = TypeVar("C")
+
+
+def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
+    """`n` independently initialised copies of `make(rngs)`, every parameter stacked on axis 0."""
+    if n < 1:
+        raise ValueError(f"a stack needs at least one layer, got {n}")
+
+    @nnx.split_rngs(splits=n)
+    @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=n, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def create(layer_rngs):
+        return make(layer_rngs)
+
+    return create(rngs)
+
+
+def scan_layers(layers: M, carry: C, step: Callable[[M, C], C]) -> C:
+    """Applies `step(layer, carry)` for each layer of a stack in order."""
+    graphdef, state = nnx.split(layers)
+
+    def body(c, layer_state):
+        return step(nnx.merge(graphdef, layer_state), c), None
+
+    return jax.lax.scan(body, carry, state)[0]

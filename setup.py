@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="hyv_jax",
+    version="0.1.0",
+    description="HunyuanVideo and HunyuanCustom in JAX/Flax NNX",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hyv_jax", "hyv_jax.*", "configs"]),
+    install_requires=[
+        "jax>=0.10",
+        "flax>=0.12.8",
+        "optax",
+        "orbax-checkpoint>=0.12",
+        "grain",
+        "einops",
+        "tensorflow-datasets",
+        "numpy",
+        "librosa",
+        "ml-collections",
+        "ml-dtypes",
+        "tqdm",
+    ],
+    extras_require={
+        "test": [
+            "torch==2.13.0",
+            "diffusers==0.42.1",
+            "transformers",
+            "safetensors",
+            "pytest",
+            "pytest-xdist",
+        ],
+    },
+)
