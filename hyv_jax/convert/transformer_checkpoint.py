@@ -65,6 +65,16 @@ def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: st
     })
 
 
+def read_converted_transformer(directory: str | Path) -> tuple[TransformerConfig, dict]:
+    """The config and flat parameters (stored dtype) of a converted checkpoint."""
+    info = read_info(directory)
+    if info.get("model") != MODEL_KIND:
+        raise ValueError(f"{directory} holds a {info.get('model')!r} checkpoint, not a {MODEL_KIND}")
+    config = TransformerConfig(**info["config"])
+    shapes = param_shapes(abstract_transformer(config))
+    return config, restore_params(directory, shapes, {p: np.dtype(info["dtype"]) for p in shapes})
+
+
 def restore_transformer(directory: str | Path, config: TransformerConfig | None = None, shardings: Mapping | None = None) -> HunyuanVideoTransformer:
     """The model with parameters from a converted checkpoint (in the config's param dtype)."""
     info = read_info(directory)

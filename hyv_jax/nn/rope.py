@@ -19,8 +19,12 @@ def grid_positions(t: int, h: int, w: int) -> np.ndarray:
     return np.stack([g.reshape(-1) for g in grid], axis=-1).astype(np.float32)
 
 
-def rope_tables(positions: jax.Array | np.ndarray, axes_dims: Sequence[int], theta: float) -> tuple[jax.Array, jax.Array]:
-    """cos and sin tables (N, sum(axes_dims)) for positions (N, len(axes_dims))."""
+def rope_tables(positions: np.ndarray, axes_dims: Sequence[int], theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin tables (N, sum(axes_dims)) for static positions (N, len(axes_dims)).
+
+    Computed on the host with upstream's fp32 steps, each correctly rounded (XLA's fp32 pow
+    and cos are an ulp off on some entries); they are constants of the compiled step.
+    """
     if positions.shape[-1] != len(axes_dims):
         raise ValueError(f"positions have {positions.shape[-1]} axes, rope axes_dims {tuple(axes_dims)}")
     angles = []
@@ -30,10 +34,10 @@ def rope_tables(positions: jax.Array | np.ndarray, axes_dims: Sequence[int], the
         # upstream's fp32 steps, each correctly rounded on the host (XLA's pow is not)
         ratio = (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)).astype(np.float32)
         freqs = np.float32(1.0) / np.power(np.float64(theta), ratio.astype(np.float64)).astype(np.float32)
-        angle = jnp.asarray(positions[:, axis], jnp.float32)[:, None] * freqs[None]
-        angles.append(jnp.repeat(angle, 2, axis=-1))
-    angles = jnp.concatenate(angles, axis=-1)
-    return jnp.cos(angles), jnp.sin(angles)
+        angle = np.asarray(positions[:, axis], np.float32)[:, None] * freqs[None]
+        angles.append(np.repeat(angle, 2, axis=-1))
+    angles = np.concatenate(angles, axis=-1).astype(np.float64)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:

@@ -1,0 +1,49 @@
+"""Shared test helpers: fixtures from the official code, references, error reports."""
+
+from pathlib import Path
+
+import numpy as np
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_fixture(name: str) -> dict[str, np.ndarray]:
+    from hyv_jax.convert.safetensors_io import SafetensorsFile
+
+    f = SafetensorsFile(FIXTURES / f"{name}.safetensors")
+    return {k: np.array(f.get(k)) for k in f.keys()}
+
+
+def fixture_params(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k.removeprefix("param."): v for k, v in tensors.items() if k.startswith("param.")}
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """(B, C, T, H, W) -> (B, T, H, W, C)."""
+    return np.moveaxis(np.asarray(x), 1, -1)
+
+
+def report(name: str, ours, ref) -> tuple[float, float]:
+    """Prints and returns (max abs error, max abs error / max abs reference)."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != reference {ref.shape}"
+    err = float(np.max(np.abs(ours - ref)))
+    rel = err / float(np.max(np.abs(ref)))
+    print(f"{name}: max abs err {err:.3e}, relative to max |ref| {rel:.3e}")
+    return err, rel
+
+
+def torch_random_init(module, seed: int) -> None:
+    """Overwrites every parameter as the fixtures do: matrices N(0, 1/fan_in), biases
+    N(0, 0.1^2), other vectors 1 + N(0, 0.1^2); nothing stays zero or identity."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / np.sqrt(np.prod(p.shape[1:])))
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+            else:
+                p.copy_(1 + torch.randn(p.shape, generator=gen) * 0.1)
