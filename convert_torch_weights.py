@@ -13,7 +13,12 @@ otherwise. Tensors stream one at a time from memory-mapped files.
 Export (to-torch): an Orbax checkpoint back to a .safetensors file in the original or the
 diffusers layout.
 
+Self-check (no weights needed): builds the tiny model with random weights, writes it as an
+original-layout PyTorch checkpoint, converts it to Orbax and back to both layouts, and checks
+that parameters round-trip bit for bit and the restored model's forward is unchanged.
+
 Examples:
+  python convert_torch_weights.py self-check
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states.pt --out ckpts/hyv_jax/transformer
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states_fp8.pt \\
       --fp8-map ckpts/.../mp_rank_00_model_states_fp8_map.pt --out ckpts/hyv_jax/transformer
@@ -44,11 +49,54 @@ def parse_args(argv):
     to_jax.add_argument("--out", required=True, help="output folder (Orbax checkpoint)")
     to_jax.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES), help="storage dtype (default bfloat16)")
     to_jax.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config file (default: the released 13B)")
+    check = sub.add_parser("self-check", help="tiny random model: torch -> Orbax -> torch, exactly")
+    check.add_argument("--config", default="configs/tiny.py", help="model config file (default: the tiny model)")
     to_torch = sub.add_parser("to-torch", help="Orbax -> PyTorch .safetensors")
     to_torch.add_argument("--orbax", required=True, help="folder written by to-jax")
     to_torch.add_argument("--layout", default="original", choices=LAYOUTS, help="key naming of the output")
     to_torch.add_argument("--out", required=True, help="output .safetensors file")
     return parser.parse_known_args(argv)
+
+
+def self_check(config: TransformerConfig) -> None:
+    import tempfile
+    from pathlib import Path
+
+    import jax
+    from flax import nnx
+
+    from hyv_jax.convert.checkpoint_source import open_checkpoint
+    from hyv_jax.convert.model_state import params_to_numpy
+    from hyv_jax.convert.transformer_checkpoint import read_torch_transformer, restore_transformer
+    from hyv_jax.models.transformer import HunyuanVideoTransformer
+
+    model = HunyuanVideoTransformer(config, rngs=nnx.Rngs(0))
+    params = params_to_numpy(model)
+    original = export_torch_transformer(params, config, "original")
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((1, 3, 4, 6, config.in_channels)).astype(np.float32)
+    inputs = (latents, np.array([700.0]), rng.standard_normal((1, 8, config.text_states_dim)), np.array([[1] * 5 + [0] * 3]),
+              rng.standard_normal((1, config.text_states_dim_2)), np.array([6000.0]))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_safetensors(tmp / "mp_rank_00_model_states.safetensors", original)
+        convert_transformer(tmp / "mp_rank_00_model_states.safetensors", config, tmp / "orbax", dtype=np.dtype(config.param_dtype))
+        restored = restore_transformer(tmp / "orbax")
+        same_params = all(np.array_equal(a, params[p]) for p, a in params_to_numpy(restored).items())
+        same_output = np.array_equal(np.asarray(jax.jit(lambda m, *a: m(*a))(model, *inputs)),
+                                     np.asarray(jax.jit(lambda m, *a: m(*a))(restored, *inputs)))
+        _, back = read_converted_transformer(tmp / "orbax")
+        diffusers = export_torch_transformer(back, config, "diffusers")
+        write_safetensors(tmp / "diffusers.safetensors", diffusers)
+        again = export_torch_transformer(read_torch_transformer(open_checkpoint(tmp / "diffusers.safetensors"), config, np.dtype(config.param_dtype)), config)
+        same_torch = set(again) == set(original) and all(np.array_equal(again[k], original[k]) for k in original)
+    n = sum(a.size for a in params.values())
+    print(f"model: {n:,} parameters, {len(original)} original-layout tensors, {len(diffusers)} diffusers-layout tensors")
+    for what, ok in [("parameters restored from Orbax bit-exact", same_params), ("forward output unchanged", same_output),
+                     ("original -> Orbax -> diffusers -> original bit-exact", same_torch)]:
+        print(f"  {'ok  ' if ok else 'FAIL'} {what}")
+    if not (same_params and same_output and same_torch):
+        raise SystemExit("self-check failed")
 
 
 def main(argv=None):
@@ -57,7 +105,9 @@ def main(argv=None):
     if bad:
         raise SystemExit(f"unknown arguments {bad}; config overrides look like --config.transformer.hidden_size=64")
     overrides = [a.removeprefix("--config.") for a in rest]
-    if args.command == "to-jax":
+    if args.command == "self-check":
+        self_check(TransformerConfig.from_mapping(load_config(args.config, overrides).transformer))
+    elif args.command == "to-jax":
         config = TransformerConfig.from_mapping(load_config(args.config, overrides).transformer)
         convert_transformer(args.checkpoint, config, args.out, fp8_map=args.fp8_map, dtype=DTYPES[args.dtype])
         print(f"wrote {args.out} ({args.dtype}) from {args.checkpoint}")
