@@ -1,0 +1,63 @@
+"""HunyuanVideo VAE weights: `pytorch_model.pt` (optionally wrapped in "state_dict", names
+optionally prefixed `vae.`) or diffusers safetensors (same names) -> our parameters -> Orbax,
+and back out to the PyTorch naming."""
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
+from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
+from hyv_jax.convert.model_state import param_shapes, params_tree
+from hyv_jax.convert.orbax_io import read_info, restore_params, save_params
+from hyv_jax.convert.vae_table import vae_rules
+from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
+
+MODEL_KIND = "hunyuan_video_vae"
+PREFIX = "vae."
+
+
+def abstract_vae(config: VAEConfig) -> CausalVideoVAE:
+    return nnx.eval_shape(lambda: CausalVideoVAE(config, rngs=nnx.Rngs(0)))
+
+
+def read_torch_vae(source: TensorSource, config: VAEConfig, dtype=np.float32) -> dict:
+    """Our flat parameters (numpy, `dtype`) from a PyTorch VAE state dict."""
+    if any(k.startswith(PREFIX) for k in source.keys()):
+        source = source.renamed(PREFIX)
+    what = f"{source.description} does not match the VAE config"
+    return torch_to_jax(source, vae_rules(config), param_shapes(abstract_vae(config)), np.dtype(dtype), what)
+
+
+def export_torch_vae(flat: Mapping, config: VAEConfig) -> dict[str, np.ndarray]:
+    """A PyTorch state dict (numpy values) in the upstream / diffusers naming."""
+    return jax_to_torch({p: np.asarray(v) for p, v in flat.items()}, vae_rules(config))
+
+
+def convert_vae(path: str | Path, config: VAEConfig, out_dir: str | Path, *, dtype=np.float32) -> None:
+    """Converts a checkpoint to Orbax. float32 by default: the VAE is small, and the compute
+    dtype is chosen when restoring."""
+    flat = read_torch_vae(open_checkpoint(path), config, dtype)
+    save_params(out_dir, flat, {
+        "model": MODEL_KIND,
+        "config": dataclasses.asdict(config),
+        "source": str(path),
+        "dtype": np.dtype(dtype).name,
+    })
+
+
+def restore_vae(directory: str | Path, config: VAEConfig | None = None, shardings: Mapping | None = None) -> CausalVideoVAE:
+    """The model with parameters from a converted checkpoint (in the config's param dtype)."""
+    info = read_info(directory)
+    if info.get("model") != MODEL_KIND:
+        raise ValueError(f"{directory} holds a {info.get('model')!r} checkpoint, not a {MODEL_KIND}")
+    config = config or VAEConfig.from_mapping(info["config"])
+    graphdef, state = nnx.split(abstract_vae(config))
+    shapes = param_shapes(nnx.merge(graphdef, state))
+    flat = restore_params(directory, shapes, {p: jnp.dtype(config.param_dtype) for p in shapes}, shardings)
+    nnx.replace_by_pure_dict(state, params_tree(flat))
+    return nnx.merge(graphdef, state)
