@@ -17,8 +17,11 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout, uninstalled
 
 VARIANTS = ("ours tiled", "ours untiled", "diffusers tiled", "diffusers untiled")
 

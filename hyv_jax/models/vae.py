@@ -185,7 +185,7 @@ class CausalVideoVAE(nnx.Module):
         if video.ndim != 5 or video.shape[-1] != c.in_channels:
             raise ValueError(f"expected a channels-last video (B, T, H, W, {c.in_channels}), got shape {tuple(video.shape)}")
         t, h, w = video.shape[1:4]
-        if t % c.temporal_ratio != 1 and c.temporal_ratio > 1:
+        if (t - 1) % c.temporal_ratio:
             raise ValueError(f"the VAE needs 1 + {c.temporal_ratio}k frames (1, 5, ..., 129), got {t}; trim or pad the video")
         if h % c.spatial_ratio or w % c.spatial_ratio:
             raise ValueError(f"height and width must be multiples of {c.spatial_ratio}, got {h}x{w}; resize or crop the video")
