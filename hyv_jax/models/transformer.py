@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.models.mmdit_blocks import DoubleStreamBlock, SingleStreamBlock
 from hyv_jax.models.token_refiner import TokenRefiner
 from hyv_jax.nn.dense import Dense
@@ -62,11 +63,7 @@ class TransformerConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> "TransformerConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown transformer config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**dict(values))
+        return from_mapping(cls, values, "transformer")
 
 
 class FinalLayer(nnx.Module):

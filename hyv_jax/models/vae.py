@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.models.vae_blocks import DownBlock, MidBlock, UpBlock
 from hyv_jax.models.vae_tiling import UNTILED, TilePlan, Tiles, tiled_apply
 from hyv_jax.nn.causal_conv import CausalConv3d, Conv3d
@@ -66,11 +67,7 @@ class VAEConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> "VAEConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown VAE config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**dict(values))
+        return from_mapping(cls, values, "VAE")
 
     def block_strides(self) -> list[tuple[int, int, int] | None]:
         """Per block (encoder order) the downsampling (t, h, w) stride, None for no downsampler:
