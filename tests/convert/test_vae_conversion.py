@@ -66,7 +66,7 @@ def test_wrong_config_is_reported(state):
 
 
 def test_pt_with_state_dict_wrapper_and_prefix_to_orbax_and_back(state, tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     path = tmp_path / "pytorch_model.pt"
     torch.save({"state_dict": {f"vae.{k}": torch.from_numpy(v.copy()) for k, v in state.items()}}, path)
     convert_vae(path, TINY, tmp_path / "orbax")
