@@ -1,14 +1,16 @@
 """Convert HunyuanVideo PyTorch checkpoints to hyv_jax Orbax checkpoints, and back.
 
-Reads (layout detected from the key names):
+Models (--model, default transformer); reads (layout detected from the key names):
   transformer, original Tencent layout: mp_rank_00_model_states.pt ({"module": ...},
       {"ema": ...} or a bare state dict), or the same keys in .safetensors;
   transformer, fp8: mp_rank_00_model_states_fp8.pt with --fp8-map
       mp_rank_00_model_states_fp8_map.pt (weights dequantised as w8 * scale);
   transformer, diffusers layout: diffusion_pytorch_model.safetensors, or a folder / *.index.json
-      of sharded safetensors (HunyuanVideoTransformer3DModel names).
-Writes: an Orbax checkpoint folder (params/ + hyv_jax.json), bfloat16 unless --dtype says
-otherwise. Tensors stream one at a time from memory-mapped files.
+      of sharded safetensors (HunyuanVideoTransformer3DModel names);
+  vae: hunyuan-video-t2v-720p/vae/pytorch_model.pt (optionally wrapped in "state_dict", names
+      optionally prefixed "vae.") or diffusers' vae/diffusion_pytorch_model.safetensors.
+Writes: an Orbax checkpoint folder (params/ + hyv_jax.json) in --dtype (default: bfloat16 for
+the transformer, float32 for the VAE). Tensors stream one at a time from memory-mapped files.
 
 Export (to-torch): an Orbax checkpoint back to a .safetensors file in the original or the
 diffusers layout.
@@ -22,38 +24,70 @@ Examples:
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states.pt --out ckpts/hyv_jax/transformer
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states_fp8.pt \\
       --fp8-map ckpts/.../mp_rank_00_model_states_fp8_map.pt --out ckpts/hyv_jax/transformer
+  python convert_torch_weights.py to-jax --model vae --checkpoint ckpts/.../vae/pytorch_model.pt --out ckpts/hyv_jax/vae
   python convert_torch_weights.py to-torch --orbax ckpts/hyv_jax/transformer --layout diffusers --out transformer.safetensors
 Config overrides: --config configs/tiny.py --config.transformer.hidden_size=64
 """
 
 import argparse
+import dataclasses
 import sys
+from collections.abc import Callable
 
 import ml_dtypes
 import numpy as np
 
 from configs import load_config
 from hyv_jax.convert.safetensors_io import write_safetensors
+from hyv_jax.convert.orbax_io import read_info
 from hyv_jax.convert.transformer_checkpoint import LAYOUTS, convert_transformer, export_torch_transformer, read_converted_transformer
+from hyv_jax.convert.transformer_checkpoint import MODEL_KIND as TRANSFORMER_KIND
+from hyv_jax.convert.vae_checkpoint import MODEL_KIND as VAE_KIND
+from hyv_jax.convert.vae_checkpoint import convert_vae, export_torch_vae, read_converted_vae
 from hyv_jax.models.transformer import TransformerConfig
+from hyv_jax.models.vae import VAEConfig
 
 DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16, "float32": np.float32}
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """How the command line drives one model's converter."""
+
+    kind: str  # recorded in the converted checkpoint's info file
+    config_section: str
+    config_from_mapping: Callable
+    convert: Callable  # (checkpoint, config, out, *, dtype, fp8_map) -> None
+    read_converted: Callable  # (orbax dir) -> (config, flat params)
+    export: Callable  # (flat, config, layout) -> {torch name: array}
+    layouts: tuple[str, ...]
+    default_dtype: str
+
+
+MODELS = {
+    "transformer": Model(TRANSFORMER_KIND, "transformer", TransformerConfig.from_mapping, convert_transformer,
+                         read_converted_transformer, export_torch_transformer, LAYOUTS, "bfloat16"),
+    "vae": Model(VAE_KIND, "vae", VAEConfig.from_mapping,
+                 lambda path, config, out, *, dtype, fp8_map: convert_vae(path, config, out, dtype=dtype),
+                 read_converted_vae, lambda flat, config, layout: export_torch_vae(flat, config), ("original",), "float32"),
+}
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     to_jax = sub.add_parser("to-jax", help="PyTorch checkpoint -> Orbax")
+    to_jax.add_argument("--model", default="transformer", choices=sorted(MODELS), help="which model the checkpoint holds")
     to_jax.add_argument("--checkpoint", required=True, help=".pt/.pth/.safetensors file, a folder of shards, or an *.index.json")
     to_jax.add_argument("--fp8-map", help="the *_fp8_map.pt scale map of an fp8 checkpoint")
     to_jax.add_argument("--out", required=True, help="output folder (Orbax checkpoint)")
-    to_jax.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES), help="storage dtype (default bfloat16)")
+    to_jax.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default bfloat16; float32 for the VAE)")
     to_jax.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config file (default: the released 13B)")
     check = sub.add_parser("self-check", help="tiny random model: torch -> Orbax -> torch, exactly")
     check.add_argument("--config", default="configs/tiny.py", help="model config file (default: the tiny model)")
     to_torch = sub.add_parser("to-torch", help="Orbax -> PyTorch .safetensors")
     to_torch.add_argument("--orbax", required=True, help="folder written by to-jax")
-    to_torch.add_argument("--layout", default="original", choices=LAYOUTS, help="key naming of the output")
+    to_torch.add_argument("--layout", default="original", choices=LAYOUTS, help="key naming of the output (the VAE has one naming)")
     to_torch.add_argument("--out", required=True, help="output .safetensors file")
     return parser.parse_known_args(argv)
 
@@ -108,12 +142,22 @@ def main(argv=None):
     if args.command == "self-check":
         self_check(TransformerConfig.from_mapping(load_config(args.config, overrides).transformer))
     elif args.command == "to-jax":
-        config = TransformerConfig.from_mapping(load_config(args.config, overrides).transformer)
-        convert_transformer(args.checkpoint, config, args.out, fp8_map=args.fp8_map, dtype=DTYPES[args.dtype])
-        print(f"wrote {args.out} ({args.dtype}) from {args.checkpoint}")
+        model = MODELS[args.model]
+        if args.fp8_map and args.model != "transformer":
+            raise SystemExit("--fp8-map applies to the transformer only")
+        config = model.config_from_mapping(load_config(args.config, overrides)[model.config_section])
+        dtype = args.dtype or model.default_dtype
+        model.convert(args.checkpoint, config, args.out, dtype=DTYPES[dtype], fp8_map=args.fp8_map)
+        print(f"wrote {args.out} ({args.model}, {dtype}) from {args.checkpoint}")
     else:
-        config, flat = read_converted_transformer(args.orbax)
-        state = export_torch_transformer(flat, config, args.layout)
+        kind = read_info(args.orbax).get("model")
+        model = next((m for m in MODELS.values() if m.kind == kind), None)
+        if model is None:
+            raise SystemExit(f"{args.orbax} holds a {kind!r} checkpoint, which to-torch cannot export")
+        if args.layout not in model.layouts:
+            raise SystemExit(f"a {kind} checkpoint exports in the layouts {model.layouts}, not {args.layout!r}")
+        config, flat = model.read_converted(args.orbax)
+        state = model.export(flat, config, args.layout)
         write_safetensors(args.out, state, {"format": "pt", "layout": args.layout})
         print(f"wrote {args.out} ({args.layout} layout, {len(state)} tensors)")
 

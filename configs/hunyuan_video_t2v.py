@@ -27,4 +27,25 @@ def get_config() -> ml_collections.ConfigDict:
             attention_impl="xla",
         )
     )
+    config.vae = ml_collections.ConfigDict(
+        dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=16,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            norm_groups=32,
+            norm_eps=1e-6,
+            scaling_factor=0.476986,
+            spatial_ratio=8,
+            temporal_ratio=4,
+            spatial_tiling=True,
+            temporal_tiling=True,
+            tile_sample_size=256,
+            tile_sample_frames=64,
+            tile_overlap=0.25,
+            dtype="bfloat16",
+            param_dtype="bfloat16",
+        )
+    )
     return config

@@ -18,4 +18,13 @@ def get_config():
         dtype="float32",
         param_dtype="float32",
     )
+    config.vae.update(
+        latent_channels=4,
+        block_out_channels=(8, 16, 16, 16),
+        norm_groups=4,
+        tile_sample_size=64,
+        tile_sample_frames=16,
+        dtype="float32",
+        param_dtype="float32",
+    )
     return config

@@ -5,15 +5,15 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, regroup_state, regrouped_source, torch_to_jax
-from hyv_jax.convert.model_state import param_shapes, params_tree
-from hyv_jax.convert.orbax_io import read_info, restore_params, save_params
+from hyv_jax.convert.converted_model import read_converted, restore_model
+from hyv_jax.convert.model_state import param_shapes
+from hyv_jax.convert.orbax_io import save_params
 from hyv_jax.convert.transformer_table import diffusers_regroups, transformer_rules
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 
@@ -67,22 +67,9 @@ def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: st
 
 def read_converted_transformer(directory: str | Path) -> tuple[TransformerConfig, dict]:
     """The config and flat parameters (stored dtype) of a converted checkpoint."""
-    info = read_info(directory)
-    if info.get("model") != MODEL_KIND:
-        raise ValueError(f"{directory} holds a {info.get('model')!r} checkpoint, not a {MODEL_KIND}")
-    config = TransformerConfig(**info["config"])
-    shapes = param_shapes(abstract_transformer(config))
-    return config, restore_params(directory, shapes, {p: np.dtype(info["dtype"]) for p in shapes})
+    return read_converted(directory, MODEL_KIND, TransformerConfig.from_mapping, abstract_transformer)
 
 
 def restore_transformer(directory: str | Path, config: TransformerConfig | None = None, shardings: Mapping | None = None) -> HunyuanVideoTransformer:
     """The model with parameters from a converted checkpoint (in the config's param dtype)."""
-    info = read_info(directory)
-    if info.get("model") != MODEL_KIND:
-        raise ValueError(f"{directory} holds a {info.get('model')!r} checkpoint, not a {MODEL_KIND}")
-    config = config or TransformerConfig(**info["config"])
-    graphdef, state = nnx.split(abstract_transformer(config))
-    shapes = param_shapes(nnx.merge(graphdef, state))
-    flat = restore_params(directory, shapes, {p: jnp.dtype(config.param_dtype) for p in shapes}, shardings)
-    nnx.replace_by_pure_dict(state, params_tree(flat))
-    return nnx.merge(graphdef, state)
+    return restore_model(directory, MODEL_KIND, TransformerConfig.from_mapping, abstract_transformer, config, shardings)

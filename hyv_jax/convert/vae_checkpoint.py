@@ -6,14 +6,14 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
-from hyv_jax.convert.model_state import param_shapes, params_tree
-from hyv_jax.convert.orbax_io import read_info, restore_params, save_params
+from hyv_jax.convert.converted_model import read_converted, restore_model
+from hyv_jax.convert.model_state import param_shapes
+from hyv_jax.convert.orbax_io import save_params
 from hyv_jax.convert.vae_table import vae_rules
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
 
@@ -50,14 +50,11 @@ def convert_vae(path: str | Path, config: VAEConfig, out_dir: str | Path, *, dty
     })
 
 
+def read_converted_vae(directory: str | Path) -> tuple[VAEConfig, dict]:
+    """The config and flat parameters (stored dtype) of a converted checkpoint."""
+    return read_converted(directory, MODEL_KIND, VAEConfig.from_mapping, abstract_vae)
+
+
 def restore_vae(directory: str | Path, config: VAEConfig | None = None, shardings: Mapping | None = None) -> CausalVideoVAE:
     """The model with parameters from a converted checkpoint (in the config's param dtype)."""
-    info = read_info(directory)
-    if info.get("model") != MODEL_KIND:
-        raise ValueError(f"{directory} holds a {info.get('model')!r} checkpoint, not a {MODEL_KIND}")
-    config = config or VAEConfig.from_mapping(info["config"])
-    graphdef, state = nnx.split(abstract_vae(config))
-    shapes = param_shapes(nnx.merge(graphdef, state))
-    flat = restore_params(directory, shapes, {p: jnp.dtype(config.param_dtype) for p in shapes}, shardings)
-    nnx.replace_by_pure_dict(state, params_tree(flat))
-    return nnx.merge(graphdef, state)
+    return restore_model(directory, MODEL_KIND, VAEConfig.from_mapping, abstract_vae, config, shardings)

@@ -91,3 +91,29 @@ def test_restore_rejects_other_models(tmp_path):
     save_params(tmp_path, {("x",): np.zeros(1, np.float32)}, {"model": "hunyuan_video_transformer"})
     with pytest.raises(ValueError, match="not a hunyuan_video_vae"):
         restore_vae(tmp_path)
+
+
+def test_command_line_round_trip(state, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    root = Path(__file__).parents[2]
+    torch.save({"state_dict": {f"vae.{k}": torch.from_numpy(v.copy()) for k, v in state.items()}}, tmp_path / "pytorch_model.pt")
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(root / "convert_torch_weights.py"), *args], cwd=root, capture_output=True, text=True)
+
+    done = run("to-jax", "--model", "vae", "--checkpoint", str(tmp_path / "pytorch_model.pt"), "--out", str(tmp_path / "orbax"),
+               "--config", "configs/tiny.py")
+    assert done.returncode == 0, done.stderr
+    assert restore_vae(tmp_path / "orbax").config.param_dtype == "float32"
+    refused = run("to-torch", "--orbax", str(tmp_path / "orbax"), "--layout", "diffusers", "--out", str(tmp_path / "x.safetensors"))
+    assert refused.returncode != 0 and "exports in the layouts" in refused.stderr
+    done = run("to-torch", "--orbax", str(tmp_path / "orbax"), "--out", str(tmp_path / "back.safetensors"))
+    assert done.returncode == 0, done.stderr
+    back = load_file(tmp_path / "back.safetensors")
+    assert set(back) == set(state)
+    for k, v in state.items():
+        np.testing.assert_array_equal(back[k], v, err_msg=k)

@@ -1,0 +1,44 @@
+"""Loading a converted checkpoint back as a model: the shared part of every converter.
+
+A converter records its model kind and config in the checkpoint's info file; these functions
+check the kind, rebuild the abstract model from the config and restore the parameters into it
+(optionally straight onto sharded devices)."""
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hyv_jax.convert.model_state import param_shapes, params_tree
+from hyv_jax.convert.orbax_io import read_info, restore_params
+
+
+def checked_info(directory: str | Path, kind: str) -> dict:
+    info = read_info(directory)
+    if info.get("model") != kind:
+        raise ValueError(f"{directory} holds a {info.get('model')!r} checkpoint, not a {kind}; pass the folder converted for this model")
+    return info
+
+
+def read_converted(directory: str | Path, kind: str, config_from_mapping: Callable, abstract_model: Callable) -> tuple[object, dict]:
+    """The config and flat parameters (numpy, in the stored dtype) of a converted checkpoint."""
+    info = checked_info(directory, kind)
+    config = config_from_mapping(info["config"])
+    shapes = param_shapes(abstract_model(config))
+    return config, restore_params(directory, shapes, {p: np.dtype(info["dtype"]) for p in shapes})
+
+
+def restore_model(directory: str | Path, kind: str, config_from_mapping: Callable, abstract_model: Callable, config=None,
+                  shardings: Mapping | None = None) -> nnx.Module:
+    """The model with parameters from a converted checkpoint, cast to the config's param dtype.
+    `config` overrides the stored one (e.g. another compute dtype); `shardings` maps parameter
+    paths to shardings so each parameter lands directly on its devices."""
+    info = checked_info(directory, kind)
+    config = config or config_from_mapping(info["config"])
+    graphdef, state = nnx.split(abstract_model(config))
+    shapes = param_shapes(nnx.merge(graphdef, state))
+    flat = restore_params(directory, shapes, {p: jnp.dtype(config.param_dtype) for p in shapes}, shardings)
+    nnx.replace_by_pure_dict(state, params_tree(flat))
+    return nnx.merge(graphdef, state)
