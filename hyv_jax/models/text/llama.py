@@ -49,7 +49,7 @@ class LlamaConfig:
     def __post_init__(self):
         if self.rope_scaling is not None:
             # hashable and JSON-friendly: sorted (key, value) pairs
-            items = self.rope_scaling.items() if isinstance(self.rope_scaling, Mapping) else self.rope_scaling
+            items = self.rope_scaling.items() if hasattr(self.rope_scaling, "items") else self.rope_scaling
             scaling = tuple(sorted((str(k), v) for k, v in items))
             object.__setattr__(self, "rope_scaling", scaling)
             kind = dict(scaling).get("rope_type", dict(scaling).get("type"))
