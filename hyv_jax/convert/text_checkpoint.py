@@ -77,9 +77,9 @@ def abstract_model(spec: TextCheckpoint, config) -> nnx.Module:
     return nnx.eval_shape(lambda: spec.model(config, rngs=nnx.Rngs(0)))
 
 
-def _encoder_source(source: TensorSource, spec: TextCheckpoint, config) -> TensorSource:
+def _encoder_source(source: TensorSource, spec: TextCheckpoint, config, what: str) -> TensorSource:
     """The encoder's tensors under the table's names; keys of no known part stay as they are,
-    so the strict check reports them."""
+    so the strict check reports them. Checks the encoder's depth against the config."""
     prefix = next((p for p in spec.prefixes if p + spec.marker in source), None)
     if prefix is None:
         sample = sorted(source.keys())[:5]
@@ -88,29 +88,26 @@ def _encoder_source(source: TensorSource, spec: TextCheckpoint, config) -> Tenso
             f"{[p or '(none)' for p in spec.prefixes]} (keys look like {sample}); pass the folder of that model "
             f"(convert_torch_weights.py --model llm for Llama/LLaVA, --model clip for CLIP)"
         )
-    names = {}
+    names, layers = {}, set()
     for key in source.keys():
         if key.startswith(spec.unused):
             continue
-        name = key[len(prefix):] if key.startswith(prefix) else key
-        if key.startswith(prefix) and spec.unused_inside(name, config):
-            continue
-        names[name] = key
-    return TensorSource({n: source.shape(k) for n, k in names.items()}, lambda n: source.get(names[n]), source.description)
-
-
-def _check_depth(source: TensorSource, config, what: str) -> None:
-    layers = {int(m.group(1)) for k in source.keys() if (m := re.search(r"layers\.(\d+)\.", k))}
+        inside = key.startswith(prefix)
+        name = key[len(prefix):] if inside else key
+        if inside and (m := re.match(r"(?:encoder\.)?layers\.(\d+)\.", name)):
+            layers.add(int(m.group(1)))
+        if not (inside and spec.unused_inside(name, config)):
+            names[name] = key
     if layers and max(layers) + 1 != config.num_layers:
         raise CheckpointMismatch(f"{what}: the checkpoint has {max(layers) + 1} layers, the config {config.num_layers}; "
                                  f"set num_layers in the text_encoder config to match")
+    return TensorSource({n: source.shape(k) for n, k in names.items()}, lambda n: source.get(names[n]), source.description)
 
 
 def read_torch_text(source: TensorSource, spec: TextCheckpoint, config, dtype=ml_dtypes.bfloat16) -> dict:
     """Our flat parameters (numpy, `dtype`) of one encoder from a PyTorch checkpoint."""
     what = f"{source.description} does not match the {spec.what} config"
-    encoder = _encoder_source(source, spec, config)
-    _check_depth(source, config, what)
+    encoder = _encoder_source(source, spec, config, what)
     return torch_to_jax(encoder, spec.rules(config), param_shapes(abstract_model(spec, config)), np.dtype(dtype), what)
 
 
