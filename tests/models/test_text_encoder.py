@@ -143,3 +143,39 @@ def test_release_frees_device_memory_and_encode_reloads(config):
     assert encoder.loaded
     np.testing.assert_array_equal(again.states, first.states)
     np.testing.assert_array_equal(again.pooled, first.pooled)
+
+
+def test_load_from_converted_folders(config, encoder, tmp_path):
+    """The tiny random encoders written as Hugging Face folders (LlamaForCausalLM and CLIPModel
+    names), converted, and loaded back: the same embeddings as the random encoder."""
+    import shutil
+
+    from hyv_jax.convert.model_state import params_to_numpy
+    from hyv_jax.convert.safetensors_io import write_safetensors
+    from hyv_jax.convert.text_checkpoint import CLIP, LLM, convert_text, export_torch_text
+
+    dirs = {}
+    for name, spec, model, prefix in (
+        ("llm", LLM, LlamaModel(LlamaConfig.from_mapping(config.llm), rngs=nnx.Rngs(0)), "model."),
+        ("clip", CLIP, CLIPTextModel(CLIPTextConfig.from_mapping(config.clip), rngs=nnx.Rngs(1)), "text_model."),
+    ):
+        folder = tmp_path / f"hf_{name}"
+        folder.mkdir()
+        state = export_torch_text(params_to_numpy(model), spec, model.config)
+        if name == "llm":  # the checkpoint also has the layers past output_layer and the final norm
+            state["norm.weight"] = np.ones(config.llm.hidden_size, np.float32)
+            for i in range(config.llm.output_layer, config.llm.num_layers):
+                state.update({k.replace("layers.0.", f"layers.{i}."): v for k, v in state.items() if k.startswith("layers.0.")})
+        write_safetensors(folder / "model.safetensors", {prefix + k: v for k, v in state.items()})
+        shutil.copyfile(ASSETS / "tiny_text" / name / "tokenizer.json", folder / "tokenizer.json")
+        convert_text(folder, spec, model.config, tmp_path / name, dtype=np.float32)
+        dirs[f"{name}_dir"] = tmp_path / name
+    loaded = TextEncoder.load(config, **dirs).encode(PROMPTS)
+    expected = encoder.encode(PROMPTS)
+    np.testing.assert_array_equal(loaded.states, expected.states)
+    np.testing.assert_array_equal(loaded.mask, expected.mask)
+    np.testing.assert_array_equal(loaded.pooled, expected.pooled)
+    other = config.copy_and_resolve_references()
+    other.llm.intermediate_size = 48
+    with pytest.raises(ValueError, match=r"was converted for another Llama / LLaVA language model: intermediate_size 64 \(config: 48\)"):
+        TextEncoder.load(other, **dirs)
