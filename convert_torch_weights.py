@@ -79,11 +79,11 @@ MODELS = {
     "vae": Model(VAE_KIND, "vae", VAEConfig.from_mapping,
                  lambda path, config, out, *, dtype, fp8_map: convert_vae(path, config, out, dtype=dtype),
                  read_converted_vae, lambda flat, config, layout: export_torch_vae(flat, config), ("original",), "float32"),
-    **{name: Model(spec.kind, "text_encoder", lambda section, n=name: spec.config_from_mapping(section[n]),
+    **{spec.section: Model(spec.kind, "text_encoder", lambda section, s=spec: s.config_from_mapping(section[s.section]),
                    lambda path, config, out, *, dtype, fp8_map, s=spec: convert_text(path, s, config, out, dtype=dtype),
                    lambda directory, s=spec: read_converted_text(directory, s),
                    lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "bfloat16")
-       for name, spec in (("llm", LLM), ("clip", CLIP))},
+       for spec in (LLM, CLIP)},
 }
 
 

@@ -10,6 +10,7 @@ must map onto the model, as for the other converters.
 """
 
 import dataclasses
+import json
 import re
 import shutil
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ class TextCheckpoint:
     """Where one encoder sits inside the checkpoints that contain it."""
 
     kind: str  # recorded in the converted checkpoint's info file
+    section: str  # its part of the text_encoder config
     what: str
     model: Callable  # config, rngs -> module
     config_from_mapping: Callable
@@ -47,6 +49,8 @@ class TextCheckpoint:
     marker: str
     unused: tuple[str, ...]  # key prefixes of other parts of the checkpoint, left out
     unused_inside: Callable  # (stripped name, config) -> True for keys of the encoder we do not keep
+    model_type: str  # transformers' model_type of the encoder's config
+    hf_fields: tuple[tuple[str, str], ...]  # (transformers config.json name, our config name)
 
 
 def _llama_unused(name: str, config: LlamaConfig) -> bool:
@@ -57,19 +61,28 @@ def _llama_unused(name: str, config: LlamaConfig) -> bool:
 
 
 LLM = TextCheckpoint(
-    kind="llama_text_encoder", what="Llama / LLaVA language model", model=LlamaModel,
+    kind="llama_text_encoder", section="llm", what="Llama / LLaVA language model", model=LlamaModel,
     config_from_mapping=LlamaConfig.from_mapping, rules=llama_rules,
     prefixes=("model.language_model.", "language_model.model.", "model.", ""), marker="embed_tokens.weight",
     unused=("lm_head.", "language_model.lm_head.", "vision_tower.", "model.vision_tower.", "multi_modal_projector.",
             "model.multi_modal_projector.", "image_newline"),
     unused_inside=_llama_unused,
+    model_type="llama",
+    hf_fields=(("vocab_size", "vocab_size"), ("hidden_size", "hidden_size"), ("intermediate_size", "intermediate_size"),
+               ("num_hidden_layers", "num_layers"), ("num_attention_heads", "heads"), ("num_key_value_heads", "kv_heads"),
+               ("head_dim", "head_dim"), ("rope_theta", "rope_theta"), ("rms_norm_eps", "rms_norm_eps")),
 )
 CLIP = TextCheckpoint(
-    kind="clip_text_encoder", what="CLIP text model", model=CLIPTextModel,
+    kind="clip_text_encoder", section="clip", what="CLIP text model", model=CLIPTextModel,
     config_from_mapping=CLIPTextConfig.from_mapping, rules=clip_text_rules,
     prefixes=("text_model.", ""), marker="embeddings.token_embedding.weight",
     unused=("vision_model.", "visual_projection.", "text_projection.", "logit_scale"),
     unused_inside=lambda name, config: name == "embeddings.position_ids",
+    model_type="clip_text_model",
+    hf_fields=(("vocab_size", "vocab_size"), ("hidden_size", "hidden_size"), ("intermediate_size", "intermediate_size"),
+               ("num_hidden_layers", "num_layers"), ("num_attention_heads", "heads"),
+               ("max_position_embeddings", "max_positions"), ("layer_norm_eps", "layer_norm_eps"),
+               ("hidden_act", "hidden_act"), ("eos_token_id", "eos_token_id")),
 )
 
 
@@ -125,10 +138,31 @@ def _tokenizer_folder(path: Path) -> Path:
     return folder
 
 
+def check_hf_config(folder: Path, spec: TextCheckpoint, config) -> None:
+    """The folder's transformers config.json (its `text_config` for LLaVA / CLIPModel), where
+    present, must describe this model and agree with our config; the error names the overrides."""
+    path = folder / "config.json"
+    if not path.exists():
+        return
+    hf = json.loads(path.read_text())
+    hf = hf.get("text_config") or hf
+    if hf.get("model_type", spec.model_type) != spec.model_type:
+        raise CheckpointMismatch(f"{path} is a {hf['model_type']!r} model, not a {spec.what} ({spec.model_type!r}); "
+                                 f"pass the folder of that model (--model llm for Llama/LLaVA, --model clip for CLIP)")
+    differ = [(ours, hf[theirs]) for theirs, ours in spec.hf_fields
+              if hf.get(theirs) is not None and hf[theirs] != getattr(config, ours)]
+    if differ:
+        raise CheckpointMismatch(
+            f"{path} describes another {spec.what} than the config: "
+            + ", ".join(f"{k} {v!r} (config: {getattr(config, k)!r})" for k, v in differ)
+            + "; set them in the config, e.g. " + " ".join(f"--config.text_encoder.{spec.section}.{k}={v!r}" for k, v in differ))
+
+
 def convert_text(path: str | Path, spec: TextCheckpoint, config, out_dir: str | Path, *, dtype=ml_dtypes.bfloat16) -> None:
     """Converts one encoder to Orbax (bfloat16 by default) and copies the tokenizer files."""
     path = Path(path)
     folder = _tokenizer_folder(path)
+    check_hf_config(folder, spec, config)
     flat = read_torch_text(open_checkpoint(path), spec, config, dtype)
     save_params(out_dir, flat, {
         "model": spec.kind,

@@ -41,13 +41,16 @@ def _state(module, seed) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
 
 
+def _llava_config(**text) -> transformers.LlavaConfig:
+    vision = transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                           image_size=28, patch_size=14)
+    return transformers.LlavaConfig(vision_config=vision, text_config=transformers.LlamaConfig(**{**LLAMA, **text}))
+
+
 @pytest.fixture(scope="module")
 def llava_state() -> dict:
     """A full LlavaForConditionalGeneration in transformers' current naming (model.language_model.*)."""
-    vision = transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
-                                           image_size=28, patch_size=14)
-    return _state(transformers.LlavaForConditionalGeneration(
-        transformers.LlavaConfig(vision_config=vision, text_config=transformers.LlamaConfig(**LLAMA))), 7)
+    return _state(transformers.LlavaForConditionalGeneration(_llava_config()), 7)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +140,7 @@ def _sharded_folder(folder: Path, state: dict, tokenizer: Path) -> Path:
 
 def test_sharded_folder_to_orbax_bf16_with_tokenizer(llava_state, tmp_path):
     folder = _sharded_folder(tmp_path / "llava", llava_state, ASSETS / "llm" / "tokenizer.json")
+    _llava_config(rope_theta=500000.0, rms_norm_eps=1e-5).to_json_file(folder / "config.json")
     config = _llm_config()
     convert_text(folder, LLM, config, tmp_path / "out")  # bf16 by default
     assert (tmp_path / "out" / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes()
@@ -163,9 +167,29 @@ def test_command_line_llm_and_clip(llava_state, clip_state, tmp_path):
                                 "--out", str(tmp_path / "clip"), "--dtype", "float32", "--config", "configs/tiny.py",
                                 "--config.text_encoder.clip.vocab_size=64"])
     convert_torch_weights.main(["to-torch", "--orbax", str(tmp_path / "clip"), "--out", str(tmp_path / "back.safetensors")])
+    llava = tmp_path / "llava"
+    llava.mkdir()
+    write_safetensors(llava / "model.safetensors", llava_state)
+    shutil.copyfile(ASSETS / "llm" / "tokenizer.json", llava / "tokenizer.json")
+    convert_torch_weights.main(["to-jax", "--model", "llm", "--checkpoint", str(llava), "--out", str(tmp_path / "llm"),
+                                "--config", "configs/tiny.py", "--config.text_encoder.llm.vocab_size=96",
+                                "--config.text_encoder.llm.intermediate_size=48"])
+    config, flat = read_converted_text(tmp_path / "llm", LLM)
+    assert config.output_layer == 2 and all(v.dtype == ml_dtypes.bfloat16 for v in flat.values())
     back = open_checkpoint(tmp_path / "back.safetensors")
     text_only = {k.removeprefix("text_model."): v for k, v in clip_state.items() if k.startswith("text_model.")}
     assert set(back.keys()) == set(text_only)
     for k, v in text_only.items():
         np.testing.assert_array_equal(back.get(k), v, err_msg=k)
     assert (tmp_path / "clip" / "tokenizer.json").exists()
+
+
+def test_hf_config_json_is_checked(llava_state, tmp_path):
+    folder = _sharded_folder(tmp_path / "llava", llava_state, ASSETS / "llm" / "tokenizer.json")
+    _llava_config(vocab_size=128, rope_theta=500000.0, rms_norm_eps=1e-5).to_json_file(folder / "config.json")
+    with pytest.raises(CheckpointMismatch, match=r"vocab_size 128 \(config: 96\); set them in the config, e.g. "
+                                                 r"--config.text_encoder.llm.vocab_size=128"):
+        convert_text(folder, LLM, _llm_config(), tmp_path / "out")
+    transformers.CLIPConfig(text_config=CLIP_TEXT).to_json_file(folder / "config.json")
+    with pytest.raises(CheckpointMismatch, match=r"is a 'clip_text_model' model, not a Llama / LLaVA language model"):
+        convert_text(folder, LLM, _llm_config(), tmp_path / "out")
