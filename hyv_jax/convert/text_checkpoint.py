@@ -179,6 +179,7 @@ def read_converted_text(directory: str | Path, spec: TextCheckpoint) -> tuple[ob
     return read_converted(directory, spec.kind, spec.config_from_mapping, lambda c: abstract_model(spec, c))
 
 
-def restore_text(directory: str | Path, spec: TextCheckpoint, config=None) -> nnx.Module:
-    """The encoder with parameters from a converted checkpoint (in the config's param dtype)."""
-    return restore_model(directory, spec.kind, spec.config_from_mapping, lambda c: abstract_model(spec, c), config)
+def restore_text(directory: str | Path, spec: TextCheckpoint, config=None, shardings: Mapping | None = None) -> nnx.Module:
+    """The encoder with parameters from a converted checkpoint (in the config's param dtype),
+    each placed with `shardings` (parameter path -> sharding) when given."""
+    return restore_model(directory, spec.kind, spec.config_from_mapping, lambda c: abstract_model(spec, c), config, shardings)

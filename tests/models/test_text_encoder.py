@@ -12,6 +12,7 @@ import transformers
 from flax import nnx
 
 from configs import load_config
+from helpers import report
 from hyv_jax.models.text.clip_text import CLIPTextConfig, CLIPTextModel
 from hyv_jax.models.text.llama import LlamaConfig, LlamaModel
 from hyv_jax.models.text.templates import IMAGE_SYSTEM, PROMPT_SLOT, TEMPLATES, VIDEO_SYSTEM
@@ -179,3 +180,19 @@ def test_load_from_converted_folders(config, encoder, tmp_path):
     other.llm.intermediate_size = 48
     with pytest.raises(ValueError, match=r"was converted for another Llama / LLaVA language model: intermediate_size 64 \(config: 48\)"):
         TextEncoder.load(other, **dirs)
+
+
+def test_sharded_encoders_match_single_device(config, encoder):
+    import jax
+
+    from hyv_jax.parallel.logical_axes import make_mesh
+
+    mesh = make_mesh({"fsdp": 4, "tensor": 2})
+    sharded = TextEncoder.load(config, seed=0, mesh=mesh)
+    out = sharded.encode(PROMPTS)
+    q = sharded._llm._state["layers"]["self_attn"]["q_proj"]["kernel"][...]  # (layers, embed, heads, head_dim)
+    assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None)
+    expected = encoder.encode(PROMPTS)
+    # sharded matmuls sum in another order: float32 rounding only
+    assert report("sharded LLM states vs one device", out.states, expected.states)[1] < 1e-5
+    assert report("sharded CLIP pooled vs one device", out.pooled, expected.pooled)[1] < 1e-5

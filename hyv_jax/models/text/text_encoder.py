@@ -6,19 +6,21 @@ of both encoders so the 8B LLM is not resident while the DiT samples.
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from hyv_jax.convert.orbax_io import read_info
-from hyv_jax.convert.text_checkpoint import CLIP, LLM, TextCheckpoint, restore_text
+from hyv_jax.convert.text_checkpoint import CLIP, LLM, TextCheckpoint, abstract_model, restore_text
 from hyv_jax.models.text.clip_text import CLIPTextConfig
 from hyv_jax.models.text.llama import LlamaConfig
 from hyv_jax.models.text.templates import TEMPLATES, template
 from hyv_jax.models.text.tokenizer import TextTokenizer
+from hyv_jax.parallel.logical_axes import param_shardings
 
 ASSETS = Path(__file__).parents[2] / "assets"
 
@@ -65,6 +67,14 @@ def _same_architecture(directory: Path, spec: TextCheckpoint, config) -> None:
             + "; convert again with this config, or set these text_encoder config values")
 
 
+def _placed(model: nnx.Module, shardings: Mapping | None) -> nnx.Module:
+    """Moves each parameter onto its sharding (parameter path -> sharding), if any."""
+    if shardings is not None:
+        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+            var.set_value(jax.device_put(var.get_value(), shardings[tuple(str(p) for p in path)]))
+    return model
+
+
 class TextEncoder:
     def __init__(self, llm: _Encoder, clip: _Encoder, llm_tokenizer: TextTokenizer, clip_tokenizer: TextTokenizer):
         self._llm, self._clip = llm, clip
@@ -75,12 +85,14 @@ class TextEncoder:
             raise ValueError(f"the templates take {too_long} tokens, the LLM max length is {llm_tokenizer.max_length}")
 
     @classmethod
-    def load(cls, config, *, llm_dir=None, clip_dir=None, seed: int = 0) -> "TextEncoder":
+    def load(cls, config, *, llm_dir=None, clip_dir=None, seed: int = 0, mesh: Mesh | None = None) -> "TextEncoder":
         """config: the `text_encoder` ConfigDict section of a model config (configs/*.py).
         llm_dir / clip_dir: folders written by `convert_torch_weights.py to-jax --model llm|clip`
         (Orbax params + hyv_jax.json + the tokenizer files of the HF folder). None: random
         weights (from `seed`) and the small tokenizers shipped in the repository, for configs
-        that name them (`shipped_tokenizers`, configs/tiny.py)."""
+        that name them (`shipped_tokenizers`, configs/tiny.py). mesh: shard the parameters by
+        their logical axes (hyv_jax.parallel rules) instead of placing them on one device, for
+        accelerators too small for the 8B LLM."""
         if "llm" not in config or "clip" not in config:
             raise ValueError("pass the text_encoder section of the config (config.text_encoder), with llm and clip")
         llm_config, clip_config = LlamaConfig.from_mapping(config.llm), CLIPTextConfig.from_mapping(config.clip)
@@ -89,13 +101,14 @@ class TextEncoder:
             ("llm", LLM, llm_config, llm_dir, config.llm_max_length, 0),
             ("clip", CLIP, clip_config, clip_dir, config.clip_max_length, 1),
         ):
+            shardings = param_shardings(abstract_model(spec, model_config), mesh) if mesh is not None else None
             if directory is not None:
                 directory = Path(directory)
                 _same_architecture(directory, spec, model_config)
-                load = lambda d=directory, s=spec, c=model_config: restore_text(d, s, c)  # noqa: E731
+                load = lambda d=directory, s=spec, c=model_config, p=shardings: restore_text(d, s, c, p)  # noqa: E731
                 folder = directory
             elif config.shipped_tokenizers:
-                load = lambda s=spec, c=model_config, r=seed + offset: s.model(c, rngs=nnx.Rngs(r))  # noqa: E731
+                load = lambda s=spec, c=model_config, r=seed + offset, p=shardings: _placed(s.model(c, rngs=nnx.Rngs(r)), p)  # noqa: E731
                 folder = ASSETS / config.shipped_tokenizers / name
             else:
                 raise ValueError(
