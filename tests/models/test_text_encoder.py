@@ -4,8 +4,8 @@ tokenizer with the official settings, states and masks against the official cons
 (tokenize the filled template to 351, encode, crop), reported truncation, errors, release."""
 
 import warnings
-from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import transformers
@@ -137,7 +137,7 @@ def test_missing_tokenizer_and_config_errors(config, tmp_path):
 def test_release_frees_device_memory_and_encode_reloads(config):
     encoder = TextEncoder.load(config, seed=0)
     first = encoder.encode(PROMPTS[:1])
-    params = [a for e in (encoder._llm, encoder._clip) for a in __import__("jax").tree.leaves(e._state)]
+    params = [a for e in (encoder._llm, encoder._clip) for a in jax.tree.leaves(e._state)]
     encoder.release()
     assert not encoder.loaded and all(a.is_deleted() for a in params)
     again = encoder.encode(PROMPTS[:1])  # reloads (same seed), same result
@@ -183,8 +183,6 @@ def test_load_from_converted_folders(config, encoder, tmp_path):
 
 
 def test_sharded_encoders_match_single_device(config, encoder):
-    import jax
-
     from hyv_jax.parallel.logical_axes import make_mesh
 
     mesh = make_mesh({"fsdp": 4, "tensor": 2})
