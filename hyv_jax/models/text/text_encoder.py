@@ -92,7 +92,8 @@ class TextEncoder:
         weights (from `seed`) and the small tokenizers shipped in the repository, for configs
         that name them (`shipped_tokenizers`, configs/tiny.py). mesh: shard the parameters by
         their logical axes (hyv_jax.parallel rules) instead of placing them on one device, for
-        accelerators too small for the 8B LLM."""
+        accelerators too small for the 8B LLM. Tokenizers are read here; the weights on the
+        first `encode`."""
         if "llm" not in config or "clip" not in config:
             raise ValueError("pass the text_encoder section of the config (config.text_encoder), with llm and clip")
         llm_config, clip_config = LlamaConfig.from_mapping(config.llm), CLIPTextConfig.from_mapping(config.clip)
