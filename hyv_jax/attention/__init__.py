@@ -1,11 +1,88 @@
-"""The one attention entry point of the library; kernels plug in behind `impl`."""
+"""The one attention entry point of the library; kernels plug in behind `impl`.
+
+impl:
+  "xla"     plain XLA, any backend (the reference the kernels are tested against).
+  "cudnn"   cuDNN flash attention through jax.nn.dot_product_attention (GPU; bf16/fp16).
+  "pallas"  our Pallas flash kernel of the platform: Triton on GPU, Mosaic on TPU.
+  "splash"  JAX's TPU splash attention (TPU).
+  "auto"    the fastest available: cudnn on GPU (pallas where cuDNN cannot take the dtype or
+            head dim), splash on TPU, xla elsewhere.
+  "pallas_gpu_interpret", "pallas_tpu_interpret", "splash_interpret": a kernel run by the
+            Pallas interpreter on any backend, slowly (tests of the model on CPU).
+A key mask (kv_mask, the token refiner's) is only understood by XLA attention: any impl then
+runs "xla" for that call; the valid key length (kv_lengths) is understood by all.
+"""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 
+from hyv_jax.attention import pallas_gpu, pallas_tpu
+from hyv_jax.attention.flash import valid_lengths
+from hyv_jax.attention.splash import splash_attention
 from hyv_jax.attention.xla import xla_attention
 
-IMPLEMENTATIONS = {"xla": xla_attention}
+
+def _xla(q, k, v, kv_lengths, key_mask=None):
+    if kv_lengths is not None:
+        length_mask = jnp.arange(k.shape[1])[None, :] < kv_lengths[:, None]
+        key_mask = length_mask if key_mask is None else key_mask & length_mask
+    return xla_attention(q, k, v, key_mask)
+
+
+def _require(backend: str, impl: str) -> None:
+    if jax.default_backend() != backend:
+        raise ValueError(f"impl={impl!r} needs a {backend.upper()} backend, this one is {jax.default_backend()!r}: "
+                         "use impl='auto' (picks what the platform has) or 'xla'")
+
+
+def _cudnn(q, k, v, kv_lengths):
+    _require("gpu", "cudnn")
+    if q.dtype not in (jnp.bfloat16, jnp.float16):
+        raise ValueError(f"impl='cudnn' takes bf16 or fp16 inputs, got {q.dtype}: cast them or use impl='pallas'")
+    lengths = None if kv_lengths is None else valid_lengths(kv_lengths, q.shape[0], k.shape[1])
+    return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation="cudnn")
+
+
+def _pallas(q, k, v, kv_lengths):
+    backend = jax.default_backend()
+    if backend == "gpu":
+        return pallas_gpu.flash_attention(q, k, v, kv_lengths)
+    if backend == "tpu":
+        return pallas_tpu.flash_attention(q, k, v, kv_lengths)
+    raise ValueError(f"impl='pallas' has kernels for GPU and TPU, this backend is {backend!r}: use impl='xla' "
+                     "(or 'pallas_gpu_interpret' / 'pallas_tpu_interpret' to run a kernel interpreted, slowly)")
+
+
+def _splash(q, k, v, kv_lengths):
+    return splash_attention(q, k, v, kv_lengths)
+
+
+def _cudnn_takes(q) -> bool:
+    dim = q.shape[-1]
+    return q.dtype in (jnp.bfloat16, jnp.float16) and dim % 8 == 0 and dim <= 256
+
+
+def _auto(q, k, v, kv_lengths):
+    backend = jax.default_backend()
+    if backend == "gpu":
+        return (_cudnn if _cudnn_takes(q) else _pallas)(q, k, v, kv_lengths)
+    if backend == "tpu":
+        return _splash(q, k, v, kv_lengths)
+    return _xla(q, k, v, kv_lengths)
+
+
+IMPLEMENTATIONS = {
+    "xla": _xla,
+    "cudnn": _cudnn,
+    "pallas": _pallas,
+    "splash": _splash,
+    "auto": _auto,
+    "pallas_gpu_interpret": functools.partial(pallas_gpu.flash_attention, interpret=True),
+    "pallas_tpu_interpret": functools.partial(pallas_tpu.flash_attention, interpret=True),
+    "splash_interpret": functools.partial(splash_attention, interpret=True),
+}
 
 
 def attention(
@@ -21,15 +98,13 @@ def attention(
 
     kv_lengths (B,) int: only the first kv_lengths[b] keys of sample b are attended to (the
     joint image+text sequence with right-padded text). kv_mask (B, Lk) bool: an arbitrary key
-    mask (the token refiner's positional text mask). Both may be given.
+    mask (the token refiner's positional text mask); it sends the call to XLA attention. Both
+    may be given. A query with no valid key gets zeros (splash and cudnn: undefined).
     """
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"unknown attention impl {impl!r}; choose one of {sorted(IMPLEMENTATIONS)}")
     if q.shape[-1] != k.shape[-1] or k.shape != v.shape:
         raise ValueError(f"attention shapes do not match: q {q.shape}, k {k.shape}, v {v.shape}")
-    key_mask = None
-    if kv_lengths is not None:
-        key_mask = jnp.arange(k.shape[1])[None, :] < kv_lengths[:, None]
     if kv_mask is not None:
-        key_mask = kv_mask if key_mask is None else key_mask & kv_mask
-    return IMPLEMENTATIONS[impl](q, k, v, key_mask)
+        return _xla(q, k, v, kv_lengths, kv_mask)
+    return IMPLEMENTATIONS[impl](q, k, v, kv_lengths)

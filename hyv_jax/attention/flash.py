@@ -21,6 +21,9 @@ from jax import lax
 LAST_DIMS = (((1,), (1,)), ((), ()))
 FIRST_DIMS = (((0,), (0,)), ((), ()))
 MATMUL = (((1,), (0,)), ((), ()))
+# The lse of a query without any valid key: finite, so that a log-sum-exp merge of two such
+# partial results (ring attention over padding) stays NaN-free; it weighs exp(-1e30) = 0.
+EMPTY_LSE = -1e30
 
 
 def block_dot(a: jax.Array, b: jax.Array, dims) -> jax.Array:
@@ -50,10 +53,11 @@ def online_softmax_step(s: jax.Array, m: jax.Array, l: jax.Array, acc: jax.Array
 
 
 def finish_softmax(m: jax.Array, l: jax.Array, acc: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(output tile in fp32, lse column); a row without any valid key gets zeros and lse -inf."""
+    """(output tile in fp32, lse column); a row without any valid key gets zeros and lse
+    EMPTY_LSE."""
     seen = l > 0
     out = acc / jnp.where(seen, l, 1.0)
-    lse = jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), -jnp.inf)
+    lse = jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), EMPTY_LSE)
     return out, lse
 
 
@@ -132,11 +136,11 @@ flash.defvjp(_flash_fwd, _flash_bwd)
 def run_padded(kernels: FlashKernels, q, k, v, kv_lengths, *, block_q: int, block_k: int, head_dim: int):
     """Pads q to whole query blocks, k and v to whole key blocks and the head dim to head_dim
     (zeros: they change no score and add output columns that are cut off), runs the kernels and
-    cuts the padding off again. Returns (out (B, Lq, H, D), lse (B, H, Lq) fp32)."""
+    cuts the padding off again. Returns (out (B, Lq, H, D), lse (B, Lq, H) fp32)."""
     batch, q_len, _, dim = q.shape
     kv_len = k.shape[1]
     lengths = valid_lengths(kv_lengths, batch, kv_len)
     q = pad_axis(pad_axis(q, 1, round_up(q_len, block_q)), 3, head_dim)
     k, v = (pad_axis(pad_axis(x, 1, round_up(kv_len, block_k)), 3, head_dim) for x in (k, v))
     out, lse = flash(kernels, q, k, v, lengths)
-    return out[:, :q_len, :, :dim], lse[:, :, :q_len, 0]
+    return out[:, :q_len, :, :dim], jnp.swapaxes(lse[:, :, :q_len, 0], 1, 2)

@@ -150,9 +150,9 @@ def flash_attention_with_lse(
     interpret: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Non-causal attention, q (B, Lq, H, D), k and v (B, Lk, H, D), scale 1/sqrt(D); keys at or
-    past kv_lengths[b] are ignored for sample b. Returns (out (B, Lq, H, D), lse (B, H, Lq) fp32
-    natural-log sum of exp of the scaled scores, -inf where no key is valid), both
-    differentiable. Block sizes are powers of two >= 16; sequences are padded to whole blocks
+    past kv_lengths[b] are ignored for sample b. Returns (out (B, Lq, H, D), lse (B, Lq, H) fp32
+    natural-log sum of exp of the scaled scores, flash.EMPTY_LSE where no key is valid), both
+    differentiable (for log-sum-exp merges of partial results). Block sizes are powers of two >= 16; sequences are padded to whole blocks
     and D to a power of two inside. interpret=True runs the kernels on the CPU (tests)."""
     for name, block in (("block_q", block_q), ("block_k", block_k)):
         if block < MIN_BLOCK or block & (block - 1):

@@ -184,9 +184,9 @@ def flash_attention_with_lse(
     interpret: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Non-causal attention, q (B, Lq, H, D), k and v (B, Lk, H, D), scale 1/sqrt(D); keys at or
-    past kv_lengths[b] are ignored for sample b. Returns (out (B, Lq, H, D), lse (B, H, Lq) fp32
-    natural-log sum of exp of the scaled scores, -inf where no key is valid), both
-    differentiable. block_q: a multiple of 8, block_k: a multiple of 128 (shrunk for short
+    past kv_lengths[b] are ignored for sample b. Returns (out (B, Lq, H, D), lse (B, Lq, H) fp32
+    natural-log sum of exp of the scaled scores, flash.EMPTY_LSE where no key is valid), both
+    differentiable (for log-sum-exp merges of partial results). block_q: a multiple of 8, block_k: a multiple of 128 (shrunk for short
     sequences); sequences are padded to whole blocks inside. interpret=True simulates the TPU
     on the CPU (tests)."""
     if block_q % Q_GRANULE or block_k % K_GRANULE:
