@@ -29,8 +29,10 @@ def reference_with_lse(q, k, v, kv_lengths):
     mask = jnp.arange(k.shape[1])[None, :] < kv_lengths[:, None]
     logits = jnp.einsum("bqhd,bkhd->bqhk", q, k, precision="highest") * q.shape[-1] ** -0.5
     logits = jnp.where(mask[:, None, None, :], logits, -jnp.inf)
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    return xla_attention(q, k, v, mask), jnp.where(jnp.isfinite(lse), lse, EMPTY_LSE)
+    # A sample without keys takes its lse from finite stand-in logits (keeps its gradient 0, not NaN).
+    has_keys = (kv_lengths > 0)[:, None, None]
+    lse = jax.nn.logsumexp(jnp.where(has_keys[..., None], logits, 0.0), axis=-1)
+    return xla_attention(q, k, v, mask), jnp.where(has_keys, lse, EMPTY_LSE)
 
 
 def check_kernel(name, kernel, q, k, v, kv_lengths, d_out, d_lse=None):
@@ -56,6 +58,12 @@ def check_kernel(name, kernel, q, k, v, kv_lengths, d_out, d_lse=None):
     ref_grads, ref = jax.jit(jax.grad(lambda *a: loss(reference, *a), argnums=(0, 1, 2), has_aux=True))(q, k, v)
     pairs = list(zip(("out", "lse"), ours, ref)) if with_lse else [("out", ours, ref)]
     pairs += list(zip(("dq", "dk", "dv"), grads, ref_grads))
+    if with_lse:
+        # Rows without keys hold EMPTY_LSE exactly; the error is measured on the others.
+        lse, ref_lse = ours[1], ref[1]
+        empty = ref_lse == EMPTY_LSE
+        assert bool(jnp.all((lse == EMPTY_LSE) == empty)), f"{name}: rows without keys must get EMPTY_LSE"
+        pairs[1] = ("lse", jnp.where(empty, 0.0, lse), jnp.where(empty, 0.0, ref_lse))
     for what, a, b in pairs:
         assert a.shape == b.shape and a.dtype == (jnp.float32 if what == "lse" else q.dtype), (what, a.shape, a.dtype)
         _, rel = report(f"{name} {q.dtype.name} {what}", np.asarray(a, np.float32), np.asarray(b, np.float32))

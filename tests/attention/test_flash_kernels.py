@@ -17,30 +17,21 @@ GPU = (pallas_gpu, dict(block_q=16, block_k=16, interpret=True))
 TPU = (pallas_tpu, dict(block_q=64, block_k=128, interpret=True))
 
 
-@pytest.mark.parametrize("kernel, shape, lengths", [
-    # (batch, Lq, Lk, heads, head dim): lengths not block multiples; valid lengths: all keys,
-    # mid-block, exactly one block.
-    pytest.param(GPU, (3, 40, 40, 2, 32), [40, 23, 16], id="pallas_gpu"),
-    pytest.param(TPU, (3, 200, 200, 1, 32), [200, 77, 128], id="pallas_tpu"),
+@pytest.mark.parametrize("kernel, dtype, shape, lengths", [
+    # (batch, Lq, Lk, heads, head dim). fp32: lengths not block multiples; valid lengths: all
+    # keys, mid-block, exactly one block.
+    pytest.param(GPU, jnp.float32, (3, 40, 40, 2, 32), [40, 23, 16], id="pallas_gpu-fp32"),
+    pytest.param(TPU, jnp.float32, (3, 200, 200, 1, 32), [200, 77, 128], id="pallas_tpu-fp32"),
+    # bf16: block-multiple lengths, Lq != Lk; a key block wholly in the padding; a sample
+    # without any valid key (zeros, like the reference). GPU: head dim 24 padded to 32 inside.
+    pytest.param(GPU, jnp.bfloat16, (3, 32, 48, 2, 24), [48, 5, 0], id="pallas_gpu-bf16"),
+    pytest.param(TPU, jnp.bfloat16, (3, 128, 256, 2, 16), [256, 100, 0], id="pallas_tpu-bf16"),
 ])
-def test_fp32_unaligned_with_lse(kernel, shape, lengths):
+def test_matches_xla(kernel, dtype, shape, lengths):
     module, settings = kernel
-    q, k, v, d_out, d_lse = random_inputs(0, *shape, jnp.float32)
+    q, k, v, d_out, d_lse = random_inputs(0, *shape, dtype)
     fn = functools.partial(module.flash_attention_with_lse, **settings)
     check_kernel(module.__name__, fn, q, k, v, jnp.array(lengths), d_out, d_lse)
-
-
-@pytest.mark.parametrize("kernel, shape, lengths", [
-    # Block-multiple lengths, Lq != Lk; a key block wholly in the padding; a sample without any
-    # valid key (zeros, like the reference). GPU: head dim 24 is padded to 32 inside.
-    pytest.param(GPU, (3, 32, 48, 2, 24), [48, 5, 0], id="pallas_gpu"),
-    pytest.param(TPU, (3, 128, 256, 2, 16), [256, 100, 0], id="pallas_tpu"),
-])
-def test_bf16_aligned(kernel, shape, lengths):
-    module, settings = kernel
-    q, k, v, d_out, _ = random_inputs(1, *shape, jnp.bfloat16)
-    fn = functools.partial(module.flash_attention, **settings)
-    check_kernel(module.__name__, fn, q, k, v, jnp.array(lengths), d_out)
 
 
 @pytest.mark.parametrize("module, platform, seq_len", [(pallas_gpu, "cuda", 300), (pallas_tpu, "tpu", 1000)])
