@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Contract the last dims of both operands (q k^T, do v^T) or the first dims (p^T do, ds^T q).
+# a b^T (q k^T, do v^T) and a b. Products with a transposed left side (p^T do, ds^T q) take
+# an explicit .T, the form both Triton and Mosaic lower.
 LAST_DIMS = (((1,), (1,)), ((), ()))
-FIRST_DIMS = (((0,), (0,)), ((), ()))
 MATMUL = (((1,), (0,)), ((), ()))
 # The lse of a query without any valid key: finite, so that a log-sum-exp merge of two such
 # partial results (ring attention over padding) stays NaN-free; it weighs exp(-1e30) = 0.

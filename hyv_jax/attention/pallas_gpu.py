@@ -51,8 +51,8 @@ def _dkdv_kernel(len_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_re
         rows = pl.ds(i * block_q, block_q)
         q, do = q_ref[rows, :], do_ref[rows, :]
         p, ds = fl.block_grads(q, k, v, do, lse_ref[rows, :], delta_ref[rows, :], k_start, kv_len, scale)
-        dv = dv + fl.block_dot(p.astype(do.dtype), do, fl.FIRST_DIMS)
-        dk = dk + fl.block_dot(ds.astype(q.dtype), q, fl.FIRST_DIMS)
+        dv = dv + fl.block_dot(p.astype(do.dtype).T, do, fl.MATMUL)
+        dk = dk + fl.block_dot(ds.astype(q.dtype).T, q, fl.MATMUL)
         return dk, dv
 
     # A key block wholly in the padding gets zero gradients without touching a query.

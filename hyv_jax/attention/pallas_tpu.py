@@ -65,8 +65,8 @@ def _dkdv_kernel(len_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dk_re
     def _step():
         q, do = q_ref[...], do_ref[...]
         p, ds = fl.block_grads(q, k_ref[...], v_ref[...], do, lse_ref[...], delta_ref[...], k_start, kv_len, scale)
-        dv_sc[...] += fl.block_dot(p.astype(do.dtype), do, fl.FIRST_DIMS)
-        dk_sc[...] += fl.block_dot(ds.astype(q.dtype), q, fl.FIRST_DIMS)
+        dv_sc[...] += fl.block_dot(p.astype(do.dtype).T, do, fl.MATMUL)
+        dk_sc[...] += fl.block_dot(ds.astype(q.dtype).T, q, fl.MATMUL)
 
     @pl.when(i == pl.num_programs(3) - 1)
     def _finish():
