@@ -2,6 +2,7 @@
 
   python bench/attention.py                                   (GPU/TPU: L = 67,576 and 119,056)
   python bench/attention.py --length 119056 --impls pallas,cudnn,torch --block-q 128 --block-k 64
+  python bench/attention.py --backward --impls pallas,cudnn --backward-blocks 64 32
   python bench/attention.py --small                           (CPU: short sequences, 2 heads)
 
 Every sample is the joint sequence of the model: video tokens then a text tail of --text-len
@@ -45,12 +46,12 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 def jax_runner(impl: str, args, q, k, v, lengths):
     """A no-argument callable running one (forward or forward+backward) call to completion."""
-    if impl == "pallas" and jax.default_backend() in ("gpu", "tpu") and (args.block_q or args.block_k):
+    tuning = {name: value for name, value in (
+        ("block_q", args.block_q), ("block_k", args.block_k), ("num_warps", args.num_warps),
+        ("num_stages", args.num_stages), ("backward_blocks", args.backward_blocks)) if value}
+    if impl == "pallas" and jax.default_backend() in ("gpu", "tpu") and tuning:
         module = pallas_gpu if jax.default_backend() == "gpu" else pallas_tpu
-        blocks = {name: value for name, value in (("block_q", args.block_q), ("block_k", args.block_k)) if value}
-        if module is pallas_gpu:
-            blocks.update(num_warps=args.num_warps, num_stages=args.num_stages)
-        fn = functools.partial(module.flash_attention, kv_lengths=lengths, **blocks)
+        fn = functools.partial(module.flash_attention, kv_lengths=lengths, **tuning)
     else:
         fn = functools.partial(attention, kv_lengths=lengths, impl=impl)
     if args.backward:
@@ -102,8 +103,9 @@ def main():
     parser.add_argument("--small", action="store_true", help="CPU preset: L 1,024 and 2,000, 2 heads")
     parser.add_argument("--block-q", type=int, help="pallas query block (default: the kernel's)")
     parser.add_argument("--block-k", type=int, help="pallas key block (default: the kernel's)")
-    parser.add_argument("--num-warps", type=int, default=4, help="pallas GPU")
-    parser.add_argument("--num-stages", type=int, default=2, help="pallas GPU")
+    parser.add_argument("--num-warps", type=int, help="pallas GPU forward")
+    parser.add_argument("--num-stages", type=int, help="pallas GPU forward")
+    parser.add_argument("--backward-blocks", type=int, nargs=2, help="pallas GPU: resident and step rows")
     args = parser.parse_args()
     lengths_to_run = args.length or ([1024, 2000] if args.small else [67576, 119056])
     heads = args.heads or (2 if args.small else 24)

@@ -19,6 +19,9 @@ from hyv_jax.attention import flash as fl
 
 DEFAULT_BLOCK_Q = 128
 DEFAULT_BLOCK_K = 64
+# Backward (resident, step): the dk/dv accumulators of a resident tile live in registers, so the
+# resident tile is smaller than the forward's query tile.
+DEFAULT_BACKWARD_BLOCKS = (64, 32)
 # Triton tiles are powers of two of at least 16 in every dim (tl.dot's minimum).
 MIN_BLOCK = 16
 
@@ -108,28 +111,30 @@ def _forward(q, k, v, lengths, *, scale, block_q, block_k, num_warps, num_stages
     )(lengths, q, k, v)
 
 
-def _backward(q, k, v, lengths, lse, do, delta, *, scale, block_q, block_k, num_warps, num_stages, interpret):
+def _backward(q, k, v, lengths, lse, do, delta, *, scale, block_major, block_minor, num_warps, num_stages,
+              interpret):
+    """dk, dv with a program per `block_major` keys stepping `block_minor` queries; dq with a
+    program per `block_major` queries stepping `block_minor` keys."""
     batch, q_len, heads, dim = q.shape
     kv_len = k.shape[1]
     params = plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages)
-    q_tile, whole_q, whole_kv, column, whole_column = _specs(block_q, q_len, kv_len, dim)
-    k_tile = _specs(block_k, q_len, kv_len, dim)[0]
+    tile, whole_q, whole_kv, column, whole_column = _specs(block_major, q_len, kv_len, dim)
     dk, dv = pl.pallas_call(
-        functools.partial(_dkdv_kernel, scale=scale, block_q=block_q),
+        functools.partial(_dkdv_kernel, scale=scale, block_q=block_minor),
         out_shape=(jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
-        grid=(kv_len // block_k, batch, heads),
-        in_specs=[_lengths_spec(batch), whole_q, k_tile, k_tile, whole_q, whole_column, whole_column],
-        out_specs=(k_tile, k_tile),
+        grid=(kv_len // block_major, batch, heads),
+        in_specs=[_lengths_spec(batch), whole_q, tile, tile, whole_q, whole_column, whole_column],
+        out_specs=(tile, tile),
         compiler_params=params,
         interpret=interpret,
         name="hyv_flash_dkdv",
     )(lengths, q, k, v, do, lse, delta)
     dq = pl.pallas_call(
-        functools.partial(_dq_kernel, scale=scale, block_k=block_k),
+        functools.partial(_dq_kernel, scale=scale, block_k=block_minor),
         out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
-        grid=(q_len // block_q, batch, heads),
-        in_specs=[_lengths_spec(batch), q_tile, whole_kv, whole_kv, q_tile, column, column],
-        out_specs=q_tile,
+        grid=(q_len // block_major, batch, heads),
+        in_specs=[_lengths_spec(batch), tile, whole_kv, whole_kv, tile, column, column],
+        out_specs=tile,
         compiler_params=params,
         interpret=interpret,
         name="hyv_flash_dq",
@@ -145,28 +150,43 @@ def flash_attention_with_lse(
     *,
     block_q: int = DEFAULT_BLOCK_Q,
     block_k: int = DEFAULT_BLOCK_K,
-    num_warps: int = 4,
-    num_stages: int = 2,
+    num_warps: int | None = None,
+    num_stages: int = 3,
+    backward_blocks: tuple[int, int] = DEFAULT_BACKWARD_BLOCKS,
+    backward_num_warps: int = 4,
+    backward_num_stages: int = 2,
     interpret: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Non-causal attention, q (B, Lq, H, D), k and v (B, Lk, H, D), scale 1/sqrt(D); keys at or
     past kv_lengths[b] are ignored for sample b. Returns (out (B, Lq, H, D), lse (B, Lq, H) fp32
     natural-log sum of exp of the scaled scores, flash.EMPTY_LSE where no key is valid), both
-    differentiable (for log-sum-exp merges of partial results). Block sizes are powers of two >= 16; sequences are padded to whole blocks
-    and D to a power of two inside. interpret=True runs the kernels on the CPU (tests)."""
-    for name, block in (("block_q", block_q), ("block_k", block_k)):
+    differentiable (for log-sum-exp merges of partial results).
+
+    Forward tiles: block_q queries, stepping block_k keys, num_warps (default 4 for D <= 64,
+    else 8). Backward: backward_blocks = (resident rows, step rows) of the dk/dv and dq kernels
+    (keys resident while stepping queries, and the reverse). All blocks are powers of two >= 16,
+    shrunk for short sequences; sequences are padded to whole blocks and D to a power of two
+    inside. interpret=True runs the kernels on the CPU (tests)."""
+    blocks = dict(block_q=block_q, block_k=block_k, backward_major=backward_blocks[0],
+                  backward_minor=backward_blocks[1])
+    for name, block in blocks.items():
         if block < MIN_BLOCK or block & (block - 1):
             raise ValueError(f"{name}={block}: Triton blocks must be powers of two >= {MIN_BLOCK}")
     dim = q.shape[-1]
     if dim > 256:
         raise ValueError(f"head dim {dim} > 256 does not fit a Triton tile; split the heads")
-    block_q = fl.fit_block(block_q, q.shape[1], MIN_BLOCK)
-    block_k = fl.fit_block(block_k, k.shape[1], MIN_BLOCK)
-    block_q, block_k = (pl.next_power_of_2(b) for b in (block_q, block_k))
-    settings = dict(scale=dim ** -0.5, block_q=block_q, block_k=block_k, num_warps=num_warps,
-                    num_stages=num_stages, interpret=interpret)
-    kernels = fl.FlashKernels(functools.partial(_forward, **settings), functools.partial(_backward, **settings))
-    return fl.run_padded(kernels, q, k, v, kv_lengths, block_q=block_q, block_k=block_k,
+    # Blocks shrink to the shorter of the two sequences rounded up to a power of two; padding to
+    # the largest block (all powers of two) makes every block divide both lengths.
+    shortest = pl.next_power_of_2(max(MIN_BLOCK, min(q.shape[1], k.shape[1])))
+    fwd_q, fwd_k, major, minor = (min(b, shortest) for b in blocks.values())
+    common = dict(scale=dim ** -0.5, interpret=interpret)
+    kernels = fl.FlashKernels(
+        functools.partial(_forward, block_q=fwd_q, block_k=fwd_k, num_warps=num_warps or (4 if dim <= 64 else 8),
+                          num_stages=num_stages, **common),
+        functools.partial(_backward, block_major=major, block_minor=minor, num_warps=backward_num_warps,
+                          num_stages=backward_num_stages, **common))
+    multiple = max(fwd_q, fwd_k, major, minor)
+    return fl.run_padded(kernels, q, k, v, kv_lengths, block_q=multiple, block_k=multiple,
                          head_dim=max(MIN_BLOCK, pl.next_power_of_2(dim)))
 
 

@@ -13,7 +13,7 @@ from hyv_jax.attention import pallas_gpu, pallas_tpu
 
 # Blocks small enough for several per sequence: Triton tiles are powers of two >= 16; TPU tiles
 # take query rows in multiples of 8 and keys in multiples of 128.
-GPU = (pallas_gpu, dict(block_q=16, block_k=16, interpret=True))
+GPU = (pallas_gpu, dict(block_q=16, block_k=16, backward_blocks=(32, 16), interpret=True))
 TPU = (pallas_tpu, dict(block_q=64, block_k=128, interpret=True))
 
 
