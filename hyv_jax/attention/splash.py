@@ -6,6 +6,8 @@ Splash runs one sample with heads first, so it is vmapped over the batch (under 
 device runs it on its own shard).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu import splash_attention as sa
@@ -22,6 +24,21 @@ def segment_ids(lengths: jax.Array, q_len: int, kv_len: int) -> sa.SegmentIds:
     query of sample b."""
     kv = (jnp.arange(kv_len)[None, :] >= lengths[:, None]).astype(jnp.int32)
     return sa.SegmentIds(q=jnp.zeros((lengths.shape[0], q_len), jnp.int32), kv=kv)
+
+
+@functools.cache
+def _kernel(q_len: int, kv_len: int, heads: int, block_q: int, block_k: int, interpret: bool):
+    """Splash analyses its mask block by block in numpy (seconds at 119K tokens): once per shape.
+    Built as concrete arrays even when first asked for inside a trace, so the cache leaks no
+    tracer."""
+    with jax.ensure_compile_time_eval():
+        return sa.make_splash_mha(
+            sa.MultiHeadMask([sa.FullMask((q_len, kv_len))] * heads),
+            block_sizes=sa.BlockSizes(
+                block_q=block_q, block_kv=block_k, block_kv_compute=block_k,
+                block_q_dkv=block_q, block_kv_dkv=block_k, block_kv_dkv_compute=block_k,
+                use_fused_bwd_kernel=True),
+            head_shards=1, q_seq_shards=1, interpret=interpret)
 
 
 def splash_attention(
@@ -50,12 +67,5 @@ def splash_attention(
     # Splash does not scale the scores: fold 1/sqrt(D) into q.
     q = (q.astype(jnp.float32) * dim ** -0.5).astype(q.dtype)
     q, k, v = (jnp.swapaxes(fl.pad_axis(x, 1, n), 1, 2) for x, n in ((q, q_pad), (k, kv_pad), (v, kv_pad)))
-    kernel = sa.make_splash_mha(
-        sa.MultiHeadMask([sa.FullMask((q_pad, kv_pad))] * heads),
-        block_sizes=sa.BlockSizes(
-            block_q=block_q, block_kv=block_k, block_kv_compute=block_k,
-            block_q_dkv=block_q, block_kv_dkv=block_k, block_kv_dkv_compute=block_k,
-            use_fused_bwd_kernel=True),
-        head_shards=1, q_seq_shards=1, interpret=interpret)
-    out = jax.vmap(kernel)(q, k, v, ids)
+    out = jax.vmap(_kernel(q_pad, kv_pad, heads, block_q, block_k, interpret))(q, k, v, ids)
     return jnp.swapaxes(out, 1, 2)[:, :q_len]
