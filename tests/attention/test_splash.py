@@ -2,6 +2,7 @@
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -28,3 +29,18 @@ def test_needs_a_tpu():
     q = jnp.zeros((1, 8, 1, 16))
     with pytest.raises(ValueError, match="TPU only"):
         splash_attention(q, q, q)
+
+
+def test_lowers_for_tpu_at_model_head_dim(monkeypatch):
+    """Forward and fused backward, bf16, head dim 128, default blocks, lower to Mosaic. The
+    backend check is told it is on a TPU: lowering needs none."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    q = jax.ShapeDtypeStruct((1, 1000, 2, 128), jnp.bfloat16)
+    lengths = jax.ShapeDtypeStruct((1,), jnp.int32)
+
+    def loss(q, k, v, lengths):
+        return jnp.sum(splash_attention(q, k, v, lengths).astype(jnp.float32))
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    text = grad.trace(q, q, q, lengths).lower(lowering_platforms=("tpu",)).as_text()
+    assert text.count("tpu_custom_call") == 2, "expected the splash forward and fused backward kernels"
