@@ -1,13 +1,15 @@
 """attention(): which implementation runs, and the errors off their platform."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from attention_cases import random_inputs, reference_with_lse
+from attention_cases import check_kernel, random_inputs, reference_with_lse
 from helpers import report
 
-from hyv_jax.attention import attention
+from hyv_jax.attention import attention, attention_with_lse
 from hyv_jax.attention.xla import xla_attention
 
 LENGTHS = jnp.array([24, 9])
@@ -54,3 +56,22 @@ def test_errors_off_platform(inputs, impl, message):
     q, k, v = inputs
     with pytest.raises(ValueError, match=message):
         attention(q, k, v, kv_lengths=LENGTHS, impl=impl)
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas_gpu_interpret"])
+def test_attention_with_lse(impl):
+    """Output, lse and the gradients through both against the logsumexp reference; one sample
+    without valid keys."""
+    q, k, v, d_out, d_lse = random_inputs(3, 3, 24, 24, 2, 16, jnp.float32)
+    kernel = functools.partial(_with_lse, impl=impl)
+    check_kernel(f"attention_with_lse[{impl}]", kernel, q, k, v, jnp.array([24, 9, 0]), d_out, d_lse)
+
+
+def _with_lse(q, k, v, kv_lengths, impl):
+    return attention_with_lse(q, k, v, kv_lengths=kv_lengths, impl=impl)
+
+
+def test_with_lse_rejects_impls_without_an_lse(inputs):
+    q, k, v = inputs
+    with pytest.raises(ValueError, match="unknown attention impl 'splash'"):
+        attention_with_lse(q, k, v, impl="splash")
