@@ -64,10 +64,6 @@ def _pallas(q, k, v, kv_lengths):
     return _pallas_with_lse(q, k, v, kv_lengths)[0]
 
 
-def _splash(q, k, v, kv_lengths):
-    return splash_attention(q, k, v, kv_lengths)
-
-
 def _cudnn_takes(q) -> bool:
     dim = q.shape[-1]
     return q.dtype in (jnp.bfloat16, jnp.float16) and dim % 8 == 0 and dim <= 256
@@ -78,7 +74,7 @@ def _auto(q, k, v, kv_lengths):
     if backend == "gpu":
         return (_cudnn if _cudnn_takes(q) else _pallas)(q, k, v, kv_lengths)
     if backend == "tpu":
-        return _splash(q, k, v, kv_lengths)
+        return splash_attention(q, k, v, kv_lengths)
     return _xla(q, k, v, kv_lengths)
 
 
@@ -86,7 +82,7 @@ IMPLEMENTATIONS = {
     "xla": _xla,
     "cudnn": _cudnn,
     "pallas": _pallas,
-    "splash": _splash,
+    "splash": splash_attention,
     "auto": _auto,
     "pallas_gpu_interpret": functools.partial(pallas_gpu.flash_attention, interpret=True),
     "pallas_tpu_interpret": functools.partial(pallas_tpu.flash_attention, interpret=True),

@@ -6,7 +6,9 @@ share: the per-block math (called inside the kernels), padding to blocks, and th
 that pairs a forward kernel (saving the log-sum-exp) with a backward kernel.
 
 Shapes inside the kernels: scores (bq, bk) in float32; the row statistics m, l, lse, delta are
-kept as (bq, 1) columns so they broadcast against the scores on both lowerings.
+kept as (bq, 1) columns so they broadcast against the scores on both lowerings. Scores and the
+running max are in base 2 (log2(e) folded into the scale): exp2 is a single instruction on GPUs
+where exp is several. The lse leaves the kernels in natural log.
 """
 
 import dataclasses
@@ -24,6 +26,8 @@ MATMUL = (((1,), (0,)), ((), ()))
 # The lse of a query without any valid key: finite, so that a log-sum-exp merge of two such
 # partial results (ring attention over padding) stays NaN-free; it weighs exp(-1e30) = 0.
 EMPTY_LSE = -1e30
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
 
 
 def block_dot(a: jax.Array, b: jax.Array, dims) -> jax.Array:
@@ -34,9 +38,9 @@ def block_dot(a: jax.Array, b: jax.Array, dims) -> jax.Array:
 
 
 def block_scores(q: jax.Array, k: jax.Array, k_start, kv_len, scale: float) -> jax.Array:
-    """Scaled scores of a (bq, D) query tile against a (bk, D) key tile starting at key k_start;
-    keys at or past kv_len get -inf."""
-    s = block_dot(q, k, LAST_DIMS) * scale
+    """Scaled scores, in base 2, of a (bq, D) query tile against a (bk, D) key tile starting at
+    key k_start; keys at or past kv_len get -inf."""
+    s = block_dot(q, k, LAST_DIMS) * (scale * LOG2E)
     key_pos = k_start + lax.broadcasted_iota(jnp.int32, s.shape, 1)
     return jnp.where(key_pos < kv_len, s, -jnp.inf)
 
@@ -45,8 +49,8 @@ def online_softmax_step(s: jax.Array, m: jax.Array, l: jax.Array, acc: jax.Array
     """One key tile of the online softmax. The caller only visits tiles holding at least one
     valid key, so the new running max is finite."""
     m_new = jnp.maximum(m, jnp.max(s, axis=1, keepdims=True))
-    alpha = jnp.exp(m - m_new)
-    p = jnp.exp(s - m_new)
+    alpha = jnp.exp2(m - m_new)
+    p = jnp.exp2(s - m_new)
     l_new = alpha * l + jnp.sum(p, axis=1, keepdims=True)
     acc_new = alpha * acc + block_dot(p.astype(v.dtype), v, MATMUL)
     return m_new, l_new, acc_new
@@ -57,14 +61,14 @@ def finish_softmax(m: jax.Array, l: jax.Array, acc: jax.Array) -> tuple[jax.Arra
     EMPTY_LSE."""
     seen = l > 0
     out = acc / jnp.where(seen, l, 1.0)
-    lse = jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), EMPTY_LSE)
+    lse = jnp.where(seen, (m + jnp.log2(jnp.where(seen, l, 1.0))) * LN2, EMPTY_LSE)
     return out, lse
 
 
 def block_grads(q, k, v, do, lse, delta, k_start, kv_len, scale: float) -> tuple[jax.Array, jax.Array]:
     """(p, ds) of one (query tile, key tile) pair from the saved lse: p = softmax probabilities,
-    ds = p * (dO v^T - delta), the gradient of the scores before scaling."""
-    p = jnp.exp(block_scores(q, k, k_start, kv_len, scale) - lse)
+    ds = p * (dO v^T - delta), the gradient of the scaled natural-log scores."""
+    p = jnp.exp2(block_scores(q, k, k_start, kv_len, scale) - lse * LOG2E)
     dp = block_dot(do, v, LAST_DIMS)
     return p, p * (dp - delta)
 
