@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
             guidance_embed=True,
             dtype="bfloat16",
             param_dtype="bfloat16",
-            attention_impl="xla",
+            # xla | cudnn | pallas | splash | auto (cudnn on GPU, splash on TPU, xla on CPU)
+            attention_impl="auto",
         )
     )
     config.vae = ml_collections.ConfigDict(
