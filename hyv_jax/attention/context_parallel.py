@@ -30,12 +30,37 @@ from hyv_jax.parallel.logical_axes import ACTIVATION_RULES, Rules, partition_spe
 _MASKED = -1e30
 
 
-def attention_with_lse(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def attention_with_lse(
+    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, key_block: int | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Attention over one key block: (out (B, Lq, H, D) float32, lse (B, Lq, H) float32).
 
     key_mask (B, Lk) bool. A query with no valid key gets out 0 and lse -1e30, so merging it
-    with any block that has valid keys leaves that block's result unchanged.
+    with any block that has valid keys leaves that block's result unchanged. With `key_block`
+    the keys are visited in chunks of that size (online merge, logits recomputed in the
+    backward pass), so memory holds (Lq x key_block) logits instead of (Lq x Lk).
     """
+    length = k.shape[1]
+    if key_block is None or length <= key_block:
+        return _attention_with_lse(q, k, v, key_mask)
+    pad = -length % key_block
+    if pad:
+        k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (k, v))
+        key_mask = jnp.pad(key_mask, ((0, 0), (0, pad)))
+    chunks = (length + pad) // key_block
+    split = lambda x: jnp.moveaxis(x.reshape(x.shape[0], chunks, key_block, *x.shape[2:]), 1, 0)  # noqa: E731
+    k, v, key_mask = split(k), split(v), split(key_mask)
+    chunk = jax.checkpoint(_attention_with_lse)
+
+    def step(carry, kvm):
+        return merge_partials(*carry, *chunk(q, *kvm)), None
+
+    # The first chunk seeds the carry (inside shard_map it then has the right varying axes).
+    carry = chunk(q, k[0], v[0], key_mask[0])
+    return lax.scan(step, carry, (k[1:], v[1:], key_mask[1:]))[0]
+
+
+def _attention_with_lse(q, k, v, key_mask):
     scale = q.shape[-1] ** -0.5
     logits = jnp.einsum("bqhd,bkhd->bqhk", q, k, preferred_element_type=jnp.float32) * scale
     valid = key_mask[:, None, None, :]
@@ -58,7 +83,9 @@ def merge_partials(out_a, lse_a, out_b, lse_b):
     return out, peak + jnp.log(total)
 
 
-def ring_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_lengths: jax.Array, axis: str, axis_size: int) -> jax.Array:
+def ring_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, kv_lengths: jax.Array, axis: str, axis_size: int, key_block: int | None = None
+) -> jax.Array:
     """Inside shard_map: q, k, v are this device's contiguous blocks (B, Lc, H, D) of a sequence
     split over `axis`; kv_lengths (B,) counts valid keys of the whole sequence."""
     block = k.shape[1]
@@ -67,7 +94,7 @@ def ring_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_lengths: jax.Arr
 
     def attend(k, v, owner):
         positions = owner * block + jnp.arange(block)
-        return attention_with_lse(q, k, v, positions[None, :] < kv_lengths[:, None])
+        return attention_with_lse(q, k, v, positions[None, :] < kv_lengths[:, None], key_block)
 
     def step(carry, hop):
         out, lse, k, v = carry
@@ -92,12 +119,15 @@ def context_attention(
     ulysses_axis: str | None = None,
     impl: str = "xla",
     rules: Rules = ACTIVATION_RULES,
+    ring_key_block: int | None = 2048,
 ) -> jax.Array:
     """`attention(q, k, v, kv_lengths=...)` with the sequence split over the context mesh axes.
 
     q, k, v (B, L, H, D) global arrays (inside or outside jit); the batch and heads are split as
     the activation `rules` say (batch over data/fsdp, heads over tensor) where they divide.
     `ulysses_axis` and/or `ring_axis` name mesh axes; with both the sequence is split ring-major.
+    The local attention is `attention(..., impl=impl)` for Ulysses alone; ring blocks use the
+    plain-jnp `attention_with_lse` over key chunks of `ring_key_block` (None: whole blocks).
     """
     axes = [a for a in (ring_axis, ulysses_axis) if a is not None]
     if not axes:
@@ -129,18 +159,18 @@ def context_attention(
     seq_spec = tuple(axes) if len(axes) > 1 else axes[0]
     spec = PartitionSpec(batch_spec, seq_spec, heads_spec, None)
     local = functools.partial(_local_attention, ring_axis=ring_axis, ring_size=mesh.shape.get(ring_axis, 1),
-                              ulysses_axis=ulysses_axis, impl=impl)
+                              ulysses_axis=ulysses_axis, impl=impl, key_block=ring_key_block)
     run = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec(batch_spec)), out_specs=spec)
     return run(q, k, v, kv_lengths.astype(jnp.int32))[:, :length]
 
 
-def _local_attention(q, k, v, kv_lengths, *, ring_axis, ring_size, ulysses_axis, impl):
+def _local_attention(q, k, v, kv_lengths, *, ring_axis, ring_size, ulysses_axis, impl, key_block):
     if ulysses_axis is not None:
         # Sequence shard -> head shard: each device now holds its ring block (or the whole
         # sequence) for 1/U of the heads, the sub-blocks concatenated in device order.
         q, k, v = (lax.all_to_all(x, ulysses_axis, split_axis=2, concat_axis=1, tiled=True) for x in (q, k, v))
     if ring_axis is not None:
-        out = ring_attention(q, k, v, kv_lengths, ring_axis, ring_size)
+        out = ring_attention(q, k, v, kv_lengths, ring_axis, ring_size, key_block)
     else:
         out = attention(q, k, v, kv_lengths=kv_lengths, impl=impl)
     if ulysses_axis is not None:

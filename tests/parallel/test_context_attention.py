@@ -17,10 +17,17 @@ KV_LENGTHS = np.array([23, 37], np.int32)  # a padded tail, and none
 
 CASES = {
     "ulysses8": ({"mesh": {"context": 8}, "context_strategy": "ulysses"}, dict(ulysses_axis="context")),
+    # Heads split over tensor first, then the 4 heads per tensor shard over Ulysses.
+    "ulysses4_tensor2": ({"mesh": {"context": 4, "tensor": 2}, "context_strategy": "ulysses"}, dict(ulysses_axis="context")),
     "ring8": ({"mesh": {"context": 8}, "context_strategy": "ring"}, dict(ring_axis="context")),
     "usp_ring2_ulysses2_data2": (
         {"mesh": {"data": 2, "context": 4}, "context_strategy": "usp", "ulysses_degree": 2},
         dict(ring_axis="context_ring", ulysses_axis="context"),
+    ),
+    # Ring blocks of 10 keys visited in chunks of 4 (the last one padded).
+    "usp_chunked_keys": (
+        {"mesh": {"context": 8}, "context_strategy": "usp", "ulysses_degree": 2},
+        dict(ring_axis="context_ring", ulysses_axis="context", ring_key_block=4),
     ),
 }
 
