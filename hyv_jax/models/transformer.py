@@ -135,12 +135,14 @@ class HunyuanVideoTransformer(nnx.Module):
             attend, pin = single_device_attention(c.attention_impl), lambda x, axes: x
         else:
             attend, pin = parallel.attention_fn(c.attention_impl), parallel.constrain
-        pin_pair = lambda pair: (pin(pair[0], ("batch", "sequence", "embed")), pin(pair[1], ("batch", None, "embed")))  # noqa: E731
+
+        def pin_streams(streams):  # image tokens split over the context axes, text whole
+            return pin(streams[0], ("batch", "sequence", "embed")), pin(streams[1], ("batch", None, "embed"))
 
         cos, sin = rope_tables(grid_positions(*grid), c.rope_axes_dims, c.rope_theta)
         img, txt = scan_layers(
-            self.double_blocks, pin_pair((img, txt)),
-            lambda block, carry: pin_pair(block(*carry, vec, (cos, sin), kv_lengths, attend)),
+            self.double_blocks, pin_streams((img, txt)),
+            lambda block, carry: pin_streams(block(*carry, vec, (cos, sin), kv_lengths, attend)),
         )
         # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
         joint_rope = (
