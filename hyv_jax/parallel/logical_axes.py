@@ -30,7 +30,6 @@ ACTIVATION_RULES: Rules = (
     ("batch", ("data", "fsdp")),
     ("sequence", ("context_ring", "context")),
     ("heads", "tensor"),
-    ("mlp", "tensor"),
     ("embed", None),
 )
 
