@@ -3,13 +3,14 @@ specs alone (nnx.eval_shape: nothing is allocated), and the shards fit 1/8 of th
 
 import math
 
+import jax
 import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from configs import load_config
 from hyv_jax.convert.transformer_checkpoint import abstract_transformer
-from hyv_jax.models.transformer import TransformerConfig
+from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.mesh import make_mesh
 from hyv_jax.parallel.sharded_init import state_shardings
 
@@ -66,3 +67,19 @@ def test_13b_partition_specs(name, abstract):
     assert total > 12.8e9, total  # the 13B model, not a smaller config
     print(f"{name}: {total / 1e9:.2f}B parameters, {per_device / 1e9:.3f}B per device ({per_device * 8 / total:.3f} x 1/8)")
     assert per_device * 8 <= total * MAX_OVERHEAD[name]
+
+
+def test_13b_sharded_init_compiles_to_per_device_shards(abstract):
+    """The compiled (never run) sharded init of the 13B model: each device outputs 1/8 of the
+    bf16 weights, and its working memory stays far below one full copy (an unsharded init
+    would need the full model plus its float32 random draws)."""
+    mesh = make_mesh({"fsdp": 8})
+    create = jax.jit(lambda: nnx.state(HunyuanVideoTransformer(FULL, rngs=nnx.Rngs(0))),
+                     out_shardings=state_shardings(abstract, mesh))
+    memory = create.lower().compile().memory_analysis()
+    full = sum(math.prod(v.shape) * v.dtype.itemsize for _, v in nnx.to_flat_state(nnx.state(abstract)))
+    per_device = memory.output_size_in_bytes + memory.temp_size_in_bytes
+    print(f"13B sharded init per device: output {memory.output_size_in_bytes / 1e9:.2f} GB, temp "
+          f"{memory.temp_size_in_bytes / 1e9:.2f} GB; full model {full / 1e9:.2f} GB")
+    assert memory.output_size_in_bytes * 8 <= full * 1.01
+    assert per_device < 0.7 * full
