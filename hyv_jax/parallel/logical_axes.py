@@ -15,11 +15,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
 
-# FSDP over the model width, tensor parallelism over heads and the MLP width.
+# FSDP over the model width, tensor parallelism over heads and the MLP width, and over the
+# adaLN chunks (shift/scale/gate) where their count divides: the modulation kernels
+# (embed -> chunks x embed) are the largest weights without a heads or mlp axis.
 PARAM_RULES: Rules = (
     ("embed", "fsdp"),
     ("heads", "tensor"),
     ("mlp", "tensor"),
+    ("modulation", "tensor"),
     ("layers", None),
 )
 
