@@ -69,7 +69,8 @@ def _attention_with_lse(q, k, v, key_mask):
     weights = jnp.where(valid, jnp.exp(logits - peak), 0.0)
     denom = jnp.sum(weights, axis=-1, keepdims=True)
     safe = jnp.where(denom > 0, denom, 1.0)
-    out = jnp.einsum("bqhk,bkhd->bqhd", weights / safe, v.astype(jnp.float32))
+    # Probabilities in v's dtype (bf16 on accelerators), accumulated in float32, as in xla.py.
+    out = jnp.einsum("bqhk,bkhd->bqhd", (weights / safe).astype(v.dtype), v, preferred_element_type=jnp.float32)
     lse = jnp.where(denom > 0, peak + jnp.log(safe), _MASKED)[..., 0]
     return out, lse
 
