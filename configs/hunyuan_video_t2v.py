@@ -87,4 +87,17 @@ def get_config() -> ml_collections.ConfigDict:
             shipped_tokenizers=None,  # weights and tokenizers come from converted folders
         )
     )
+    # Mesh axes (-1 = the remaining devices) and the sequence parallelism of the joint attention:
+    # "none" | "ulysses" (heads must divide) | "ring" | "usp" (ulysses_degree x ring over context).
+    config.parallel = ml_collections.ConfigDict(
+        dict(
+            mesh=dict(data=1, fsdp=-1, context=1, tensor=1),
+            context_strategy="none",
+            ulysses_degree=1,
+            distributed=False,  # multi-host: jax.distributed.initialize (coordinator auto-detected if empty)
+            coordinator_address="",
+            num_processes=-1,
+            process_id=-1,
+        )
+    )
     return config

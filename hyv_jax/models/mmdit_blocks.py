@@ -3,14 +3,14 @@
 Double-stream blocks keep separate weights for image and text tokens and meet in one joint
 attention; single-stream blocks process the concatenated sequence with one set of weights.
 The joint sequence is always [image tokens, text tokens]; RoPE rotates image q/k only, and
-padded text tokens are excluded as keys through `kv_lengths` (image + valid text).
+padded text tokens are excluded as keys through `kv_lengths` (image + valid text). The joint
+attention is the `attend(q, k, v, kv_lengths)` the caller passes (plain or context parallel).
 """
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hyv_jax.attention import attention
 from hyv_jax.nn.dense import Dense
 from hyv_jax.nn.mlp import MLP, activation
 from hyv_jax.nn.modulation import Modulation, modulate
@@ -42,7 +42,7 @@ class DoubleStreamBlock(nnx.Module):
         self.txt_mlp = MLP(dim, int(dim * mlp_ratio), mlp_act, **kw)
         self.norm = LayerNorm(dim, eps=1e-6, affine=False, rngs=rngs)
 
-    def __call__(self, img, txt, vec, rope, kv_lengths, attn_impl):
+    def __call__(self, img, txt, vec, rope, kv_lengths, attend):
         img_shift1, img_scale1, img_gate1, img_shift2, img_scale2, img_gate2 = self.img_mod(vec)
         txt_shift1, txt_scale1, txt_gate1, txt_shift2, txt_scale2, txt_gate2 = self.txt_mod(vec)
 
@@ -55,7 +55,7 @@ class DoubleStreamBlock(nnx.Module):
         )
 
         joint = [jnp.concatenate(pair, axis=1) for pair in ((img_q, txt_q), (img_k, txt_k), (img_v, txt_v))]
-        attn = attention(*joint, kv_lengths=kv_lengths, impl=attn_impl)
+        attn = attend(*joint, kv_lengths)
         n_img = img.shape[1]
 
         img = img + img_gate1 * self.img_attn_proj(attn[:, :n_img])
@@ -84,11 +84,11 @@ class SingleStreamBlock(nnx.Module):
         self.linear2_attn = Dense((heads, head_dim), dim, in_axes=("heads", "head_dim"), out_axes=("embed",), use_bias=False, **kw)
         self.linear2_mlp = Dense(mlp_dim, dim, in_axes=("mlp",), out_axes=("embed",), **kw)
 
-    def __call__(self, x, vec, rope, kv_lengths, attn_impl):
+    def __call__(self, x, vec, rope, kv_lengths, attend):
         """x (B, L, D) = [image; text]; rope tables cover all L tokens (identity on text)."""
         shift, scale, gate = self.modulation(vec)
         x_mod = modulate(self.pre_norm(x), shift, scale)
         q, k, v = project_qkv(self.linear1_qkv, self.q_norm, self.k_norm, x_mod)
-        attn = attention(apply_rope(q, *rope), apply_rope(k, *rope), v, kv_lengths=kv_lengths, impl=attn_impl)
+        attn = attend(apply_rope(q, *rope), apply_rope(k, *rope), v, kv_lengths)
         out = self.linear2_attn(attn) + self.linear2_mlp(self.act(self.linear1_mlp(x_mod)))
         return x + gate * out

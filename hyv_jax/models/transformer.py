@@ -24,6 +24,7 @@ from hyv_jax.nn.patch import PatchEmbed, patch_grid, unpatchify
 from hyv_jax.nn.rope import grid_positions, rope_tables
 from hyv_jax.nn.stack import scan_layers, stack_layers
 from hyv_jax.nn.timestep import TimestepEmbedder
+from hyv_jax.parallel.plan import ParallelPlan, single_device_attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,12 +103,15 @@ class HunyuanVideoTransformer(nnx.Module):
         text_mask: jax.Array,
         text_states_2: jax.Array,
         guidance: jax.Array | None = None,
+        parallel: ParallelPlan | None = None,
     ) -> jax.Array:
         """Predicts the flow velocity (noise - x0).
 
         x: latents (B, T, H, W, C); t: (B,) timesteps sigma*1000; text_states: LLM states
         (B, L, text_states_dim) right-padded per `text_mask` (B, L); text_states_2: pooled CLIP
         (B, text_states_dim_2); guidance: (B,) embedded guidance scale * 1000 (distilled models).
+        parallel: run on its mesh (activations pinned at block boundaries, context-parallel
+        joint attention); None: as placed by jit.
         """
         c = self.config
         dtype = jnp.dtype(c.dtype)
@@ -127,19 +131,28 @@ class HunyuanVideoTransformer(nnx.Module):
         n_img, n_txt = img.shape[1], txt.shape[1]
         kv_lengths = n_img + jnp.sum(text_mask.astype(jnp.int32), axis=1)
 
+        if parallel is None:
+            attend, pin = single_device_attention(c.attention_impl), lambda x, axes: x
+        else:
+            attend, pin = parallel.attention_fn(c.attention_impl), parallel.constrain
+
+        def pin_streams(streams):  # image tokens split over the context axes, text whole
+            return pin(streams[0], ("batch", "sequence", "embed")), pin(streams[1], ("batch", None, "embed"))
+
         cos, sin = rope_tables(grid_positions(*grid), c.rope_axes_dims, c.rope_theta)
         img, txt = scan_layers(
-            self.double_blocks, (img, txt),
-            lambda block, carry: block(*carry, vec, (cos, sin), kv_lengths, c.attention_impl),
+            self.double_blocks, pin_streams((img, txt)),
+            lambda block, carry: pin_streams(block(*carry, vec, (cos, sin), kv_lengths, attend)),
         )
         # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
         joint_rope = (
             jnp.concatenate([cos, jnp.ones((n_txt, c.head_dim), cos.dtype)]),
             jnp.concatenate([sin, jnp.zeros((n_txt, c.head_dim), sin.dtype)]),
         )
+        joint_axes = ("batch", "sequence", "embed")
         joint = scan_layers(
-            self.single_blocks, jnp.concatenate([img, txt], axis=1),
-            lambda block, h: block(h, vec, joint_rope, kv_lengths, c.attention_impl),
+            self.single_blocks, pin(jnp.concatenate([img, txt], axis=1), joint_axes),
+            lambda block, h: pin(block(h, vec, joint_rope, kv_lengths, attend), joint_axes),
         )
         out = self.final_layer(joint[:, :n_img], vec)
         return unpatchify(out, grid, c.patch_size)

@@ -1,8 +1,10 @@
-"""Logical parameter axes -> mesh axes.
+"""Logical axes -> mesh axes, for parameters and for activations.
 
-Parameters name their dimensions (`embed`, `heads`, `mlp`, `layers`, ...); a rule table maps
-each name to a mesh axis (or None: replicated). A dimension the mesh axis does not divide
-stays replicated, and a mesh axis is used at most once per parameter.
+Parameters name their dimensions (`embed`, `heads`, `mlp`, `layers`, ...) and activations are
+constrained with names too (`batch`, `sequence`, ...); a rule table maps each name to one mesh
+axis, a tuple of mesh axes, or None (replicated). Mesh axes the mesh lacks, axes already used
+by another dimension and axes that do not divide the dimension are dropped, so one rule table
+serves every mesh shape.
 """
 
 from collections.abc import Mapping, Sequence
@@ -11,28 +13,47 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-# FSDP over the model width, tensor parallelism over heads and the MLP width.
-DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
+Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
+
+# FSDP over the model width, tensor parallelism over heads and the MLP width, and over the
+# adaLN chunks (shift/scale/gate) where their count divides: the modulation kernels
+# (embed -> chunks x embed) are the largest weights without a heads or mlp axis.
+PARAM_RULES: Rules = (
     ("embed", "fsdp"),
     ("heads", "tensor"),
     ("mlp", "tensor"),
+    ("modulation", "tensor"),
     ("layers", None),
 )
 
+# Activations: the batch over data and fsdp (fsdp gathers weights, not activations), the token
+# sequence over the context axes (ring outer, Ulysses inner; see parallel/mesh.py), heads over
+# tensor; the model width stays whole.
+ACTIVATION_RULES: Rules = (
+    ("batch", ("data", "fsdp")),
+    ("sequence", ("context_ring", "context")),
+    ("heads", "tensor"),
+    ("embed", None),
+)
 
-def partition_spec(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Mapping[str, str | None]) -> PartitionSpec:
+
+def partition_spec(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Mapping) -> PartitionSpec:
     used, spec = set(), []
     for name, size in zip(axes, shape, strict=True):
-        mesh_axis = rules.get(name) if name else None
-        if mesh_axis is None or mesh_axis in used or mesh_axis not in mesh.shape or size % mesh.shape[mesh_axis]:
-            spec.append(None)
-        else:
-            used.add(mesh_axis)
-            spec.append(mesh_axis)
+        target = rules.get(name) if name else None
+        chosen, ways = [], 1
+        for mesh_axis in (target,) if isinstance(target, str) else (target or ()):
+            n = mesh.shape.get(mesh_axis)
+            if n is None or mesh_axis in used or size % (ways * n):
+                continue
+            chosen.append(mesh_axis)
+            ways *= n
+        used.update(chosen)
+        spec.append(None if not chosen else chosen[0] if len(chosen) == 1 else tuple(chosen))
     return PartitionSpec(*spec)
 
 
-def param_shardings(model: nnx.Module, mesh: Mesh, rules: Sequence[tuple[str, str | None]] = DEFAULT_RULES) -> dict[tuple[str, ...], NamedSharding]:
+def param_shardings(model: nnx.Module, mesh: Mesh, rules: Rules = PARAM_RULES) -> dict[tuple[str, ...], NamedSharding]:
     """{parameter path: NamedSharding} for a real or abstract (`nnx.eval_shape`) model."""
     table = dict(rules)
     out = {}
@@ -42,19 +63,6 @@ def param_shardings(model: nnx.Module, mesh: Mesh, rules: Sequence[tuple[str, st
     return out
 
 
-def make_mesh(shape: Mapping[str, int]) -> Mesh:
-    """A mesh over all devices; one axis may be -1 (fill with the remaining devices)."""
-    sizes = dict(shape)
-    known = 1
-    for size in sizes.values():
-        known *= size if size != -1 else 1
-    n = jax.device_count()
-    fill = [k for k, v in sizes.items() if v == -1]
-    if len(fill) > 1 or n % known:
-        raise ValueError(f"mesh {sizes} does not fit {n} devices (at most one axis may be -1)")
-    if fill:
-        sizes[fill[0]] = n // known
-    if known * (n // known if fill else 1) != n:
-        raise ValueError(f"mesh {sizes} uses {known} of {n} devices; make the sizes multiply to {n} or use -1")
-    # Auto axes: XLA propagates shardings from the parameters through the activations.
-    return jax.make_mesh(tuple(sizes.values()), tuple(sizes), axis_types=(jax.sharding.AxisType.Auto,) * len(sizes))
+def constrain(x: jax.Array, axes: Sequence[str | None], mesh: Mesh, rules: Rules = ACTIVATION_RULES) -> jax.Array:
+    """Pins an activation's layout by logical axis names (one per dimension) inside jit."""
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, partition_spec(axes, x.shape, mesh, dict(rules))))

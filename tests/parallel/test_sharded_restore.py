@@ -11,7 +11,8 @@ from hyv_jax.convert.model_state import params_to_numpy
 from hyv_jax.convert.safetensors_io import write_safetensors
 from hyv_jax.convert.transformer_checkpoint import abstract_transformer, convert_transformer, restore_transformer
 from hyv_jax.models.transformer import TransformerConfig
-from hyv_jax.parallel.logical_axes import make_mesh, param_shardings
+from hyv_jax.parallel.logical_axes import param_shardings
+from hyv_jax.parallel.mesh import make_mesh
 
 TINY = TransformerConfig.from_mapping(load_config("configs/tiny.py").transformer)
 

@@ -1,0 +1,185 @@
+"""Context (sequence) parallel attention with `jax.shard_map`: Ulysses, ring, and both (USP).
+
+The whole joint sequence [image tokens; padded text] is split evenly over the context devices
+(zero-padded to a multiple of their count). Keys are masked by global position against the
+per-sample valid length `kv_lengths`, so text padding and the split's own padding are excluded
+wherever a key block travels, and text tokens need no special path.
+
+- Ulysses: an all-to-all trades the sequence shard for a head shard, every device runs the
+  ordinary `attention(...)` over the full sequence for its heads, and a second all-to-all
+  trades back. Needs heads (per tensor shard) divisible by the Ulysses degree.
+- Ring: every device keeps its query block and passes its key/value block around the ring
+  (`ppermute` in `lax.scan`), merging partial results with their log-sum-exp.
+- USP: Ulysses over the inner context axis, then ring over the outer one on the gathered
+  (longer) blocks; for more devices than heads.
+All collectives have transposes, so `jax.grad` through them gives the training backward pass.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec
+
+from hyv_jax.attention import attention
+from hyv_jax.parallel.logical_axes import ACTIVATION_RULES, Rules, partition_spec
+
+# A finite "minus infinity": fully masked key blocks stay NaN-free in values and gradients.
+_MASKED = -1e30
+
+
+def attention_with_lse(
+    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, key_block: int | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Attention over one key block: (out (B, Lq, H, D) float32, lse (B, Lq, H) float32).
+
+    key_mask (B, Lk) bool. A query with no valid key gets out 0 and lse -1e30, so merging it
+    with any block that has valid keys leaves that block's result unchanged. With `key_block`
+    the keys are visited in chunks of that size (online merge, logits recomputed in the
+    backward pass), so memory holds (Lq x key_block) logits instead of (Lq x Lk).
+    """
+    length = k.shape[1]
+    if key_block is None or length <= key_block:
+        return _attention_with_lse(q, k, v, key_mask)
+    pad = -length % key_block
+    if pad:
+        k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (k, v))
+        key_mask = jnp.pad(key_mask, ((0, 0), (0, pad)))
+    chunks = (length + pad) // key_block
+    split = lambda x: jnp.moveaxis(x.reshape(x.shape[0], chunks, key_block, *x.shape[2:]), 1, 0)  # noqa: E731
+    k, v, key_mask = split(k), split(v), split(key_mask)
+    chunk = jax.checkpoint(_attention_with_lse)
+
+    def step(carry, kvm):
+        return merge_partials(*carry, *chunk(q, *kvm)), None
+
+    # The first chunk seeds the carry (inside shard_map it then has the right varying axes).
+    carry = chunk(q, k[0], v[0], key_mask[0])
+    return lax.scan(step, carry, (k[1:], v[1:], key_mask[1:]))[0]
+
+
+def _attention_with_lse(q, k, v, key_mask):
+    scale = q.shape[-1] ** -0.5
+    logits = jnp.einsum("bqhd,bkhd->bqhk", q, k, preferred_element_type=jnp.float32) * scale
+    valid = key_mask[:, None, None, :]
+    logits = jnp.where(valid, logits, _MASKED)
+    peak = jnp.max(logits, axis=-1, keepdims=True)
+    weights = jnp.where(valid, jnp.exp(logits - peak), 0.0)
+    denom = jnp.sum(weights, axis=-1, keepdims=True)
+    safe = jnp.where(denom > 0, denom, 1.0)
+    # Probabilities in v's dtype (bf16 on accelerators), accumulated in float32, as in xla.py.
+    out = jnp.einsum("bqhk,bkhd->bqhd", (weights / safe).astype(v.dtype), v, preferred_element_type=jnp.float32)
+    lse = jnp.where(denom > 0, peak + jnp.log(safe), _MASKED)[..., 0]
+    return out, lse
+
+
+def merge_partials(out_a, lse_a, out_b, lse_b):
+    """Combines two attention results over disjoint key sets into the result over their union."""
+    peak = jnp.maximum(lse_a, lse_b)
+    wa, wb = jnp.exp(lse_a - peak), jnp.exp(lse_b - peak)
+    total = wa + wb
+    out = (out_a * wa[..., None] + out_b * wb[..., None]) / total[..., None]
+    return out, peak + jnp.log(total)
+
+
+def ring_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, kv_lengths: jax.Array, axis: str, axis_size: int, key_block: int | None = None
+) -> jax.Array:
+    """Inside shard_map: q, k, v are this device's contiguous blocks (B, Lc, H, D) of a sequence
+    split over `axis`; kv_lengths (B,) counts valid keys of the whole sequence."""
+    block = k.shape[1]
+    me = lax.axis_index(axis)
+    shift = [(i, (i + 1) % axis_size) for i in range(axis_size)]
+
+    def attend(k, v, owner):
+        positions = owner * block + jnp.arange(block)
+        return attention_with_lse(q, k, v, positions[None, :] < kv_lengths[:, None], key_block)
+
+    def step(carry, hop):
+        out, lse, k, v = carry
+        k, v = lax.ppermute(k, axis, shift), lax.ppermute(v, axis, shift)
+        # After `hop` shifts this device holds the block of device (me - hop).
+        out, lse = merge_partials(out, lse, *attend(k, v, (me - hop) % axis_size))
+        return (out, lse, k, v), None
+
+    out, lse = attend(k, v, me)
+    (out, _, _, _), _ = lax.scan(step, (out, lse, k, v), jnp.arange(1, axis_size))
+    return out.astype(q.dtype)
+
+
+def context_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    kv_lengths: jax.Array | None,
+    *,
+    mesh: Mesh,
+    ring_axis: str | None = None,
+    ulysses_axis: str | None = None,
+    impl: str = "xla",
+    rules: Rules = ACTIVATION_RULES,
+    ring_key_block: int | None = 2048,
+) -> jax.Array:
+    """`attention(q, k, v, kv_lengths=...)` with the sequence split over the context mesh axes.
+
+    q, k, v (B, L, H, D) global arrays (inside or outside jit); the batch and heads are split as
+    the activation `rules` say (batch over data/fsdp, heads over tensor) where they divide.
+    `ulysses_axis` and/or `ring_axis` name mesh axes; with both the sequence is split ring-major.
+    The local attention is `attention(..., impl=impl)` for Ulysses alone; ring blocks use the
+    plain-jnp `attention_with_lse` over key chunks of `ring_key_block` (None: whole blocks).
+    """
+    axes = [a for a in (ring_axis, ulysses_axis) if a is not None]
+    if not axes:
+        raise ValueError("context_attention needs a ring_axis and/or an ulysses_axis")
+    for a in axes:
+        if a not in mesh.shape:
+            raise ValueError(f"mesh axis {a!r} is not in the mesh {dict(mesh.shape)}")
+    batch, length, heads, _ = q.shape
+    if k.shape[:2] != q.shape[:2]:
+        raise ValueError(f"context parallel attention is self-attention: q {q.shape} and k {k.shape} must share (B, L)")
+    table = dict(rules)
+    batch_spec, _, heads_spec = partition_spec(("batch", None, "heads"), (batch, length, heads), mesh, table)
+    if ulysses_axis is not None:
+        local_heads = heads // _ways(mesh, heads_spec)
+        if local_heads % mesh.shape[ulysses_axis]:
+            raise ValueError(
+                f"Ulysses over {mesh.shape[ulysses_axis]} devices needs the {local_heads} heads per tensor shard to be divisible "
+                f"by it; lower the Ulysses degree (use 'usp' with a smaller ulysses_degree) or use ring attention"
+            )
+
+    ways = _ways(mesh, tuple(axes))
+    pad = -length % ways
+    if kv_lengths is None:
+        kv_lengths = jnp.full((batch,), length, jnp.int32)
+    if pad:
+        # Padded keys sit at positions >= length >= kv_lengths: masked like text padding.
+        q, k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (q, k, v))
+
+    seq_spec = tuple(axes) if len(axes) > 1 else axes[0]
+    spec = PartitionSpec(batch_spec, seq_spec, heads_spec, None)
+    local = functools.partial(_local_attention, ring_axis=ring_axis, ring_size=mesh.shape.get(ring_axis, 1),
+                              ulysses_axis=ulysses_axis, impl=impl, key_block=ring_key_block)
+    run = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec(batch_spec)), out_specs=spec)
+    return run(q, k, v, kv_lengths.astype(jnp.int32))[:, :length]
+
+
+def _local_attention(q, k, v, kv_lengths, *, ring_axis, ring_size, ulysses_axis, impl, key_block):
+    if ulysses_axis is not None:
+        # Sequence shard -> head shard: each device now holds its ring block (or the whole
+        # sequence) for 1/U of the heads, the sub-blocks concatenated in device order.
+        q, k, v = (lax.all_to_all(x, ulysses_axis, split_axis=2, concat_axis=1, tiled=True) for x in (q, k, v))
+    if ring_axis is not None:
+        out = ring_attention(q, k, v, kv_lengths, ring_axis, ring_size, key_block)
+    else:
+        out = attention(q, k, v, kv_lengths=kv_lengths, impl=impl)
+    if ulysses_axis is not None:
+        out = lax.all_to_all(out, ulysses_axis, split_axis=1, concat_axis=2, tiled=True)
+    return out
+
+
+def _ways(mesh: Mesh, entry) -> int:
+    """How many shards a PartitionSpec entry (None, an axis, or a tuple of axes) makes."""
+    names = () if entry is None else (entry,) if isinstance(entry, str) else entry
+    return math.prod(mesh.shape[a] for a in names)
