@@ -110,28 +110,38 @@ class HunyuanVideoTransformer(nnx.Module):
         (B, text_states_dim_2); guidance: (B,) embedded guidance scale * 1000 (distilled models).
         """
         c = self.config
-        dtype = jnp.dtype(c.dtype)
-        batch = x.shape[0]
         self._check_inputs(x, text_states, text_mask, text_states_2, guidance)
         grid = patch_grid(x.shape, c.patch_size)
-        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,))
-
-        vec = self.time_in(t) + self.vector_in(text_states_2.astype(dtype))
-        if self.guidance_in is not None:
-            # Upstream builds the guidance tensor in the model dtype: in bf16, 6000 -> 6016.
-            g = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (batch,)).astype(dtype)
-            vec = vec + self.guidance_in(g.astype(jnp.float32))
-
-        img = self.img_in(x.astype(dtype))
-        txt = self.txt_in(text_states.astype(dtype), t, text_mask, c.attention_impl)
-        n_img, n_txt = img.shape[1], txt.shape[1]
-        kv_lengths = n_img + jnp.sum(text_mask.astype(jnp.int32), axis=1)
+        vec, txt = self.embed_conditions(t, text_states, text_mask, text_states_2, guidance)
+        img = self.img_in(x.astype(jnp.dtype(c.dtype)))
+        kv_lengths = img.shape[1] + jnp.sum(text_mask.astype(jnp.int32), axis=1)
 
         cos, sin = rope_tables(grid_positions(*grid), c.rope_axes_dims, c.rope_theta)
         img, txt = scan_layers(
             self.double_blocks, (img, txt),
             lambda block, carry: block(*carry, vec, (cos, sin), kv_lengths, c.attention_impl),
         )
+        return self.single_stream_output(img, txt, vec, (cos, sin), kv_lengths, grid)
+
+    def embed_conditions(self, t, text_states, text_mask, text_states_2, guidance):
+        """The conditioning vector vec (B, D) and the refined text tokens (B, L, D)."""
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        batch = text_states.shape[0]
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,))
+        vec = self.time_in(t) + self.vector_in(text_states_2.astype(dtype))
+        if self.guidance_in is not None:
+            # Upstream builds the guidance tensor in the model dtype: in bf16, 6000 -> 6016.
+            g = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (batch,)).astype(dtype)
+            vec = vec + self.guidance_in(g.astype(jnp.float32))
+        return vec, self.txt_in(text_states.astype(dtype), t, text_mask, c.attention_impl)
+
+    def single_stream_output(self, img, txt, vec, rope, kv_lengths, grid, n_skip: int = 0):
+        """Single blocks over [img; txt], then the final layer on the image tokens after the
+        first `n_skip` (HunyuanCustom's reference tokens), unpatchified to `grid`."""
+        c = self.config
+        cos, sin = rope
+        n_img, n_txt = img.shape[1], txt.shape[1]
         # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
         joint_rope = (
             jnp.concatenate([cos, jnp.ones((n_txt, c.head_dim), cos.dtype)]),
@@ -141,7 +151,7 @@ class HunyuanVideoTransformer(nnx.Module):
             self.single_blocks, jnp.concatenate([img, txt], axis=1),
             lambda block, h: block(h, vec, joint_rope, kv_lengths, c.attention_impl),
         )
-        out = self.final_layer(joint[:, :n_img], vec)
+        out = self.final_layer(joint[:, n_skip:n_img], vec)
         return unpatchify(out, grid, c.patch_size)
 
     def _check_inputs(self, x, text_states, text_mask, text_states_2, guidance):
