@@ -31,4 +31,13 @@ def get_config() -> ml_collections.ConfigDict:
     config = hunyuan_video_t2v.get_config()
     config.transformer.guidance_embed = False
     config.transformer.update(custom_fields())
+    # whisper-tiny, run in fp32 as upstream (audio checkpoint only)
+    config.whisper = ml_collections.ConfigDict(
+        dict(mel_bins=80, dim=384, heads=6, layers=4, ffn_dim=1536, positions=1500, dtype="float32", param_dtype="float32")
+    )
+    # LLaVA's CLIP ViT-L/14-336 (hidden state -2) and projector to Llama-3-8B's width
+    config.vision = ml_collections.ConfigDict(
+        dict(image_size=336, patch_size=14, dim=1024, heads=16, layers=24, mlp_dim=4096, act="quick_gelu", layer_norm_eps=1e-5,
+             feature_layer=-2, text_dim=4096, projector_act="gelu", dtype="float16", param_dtype="float16")
+    )
     return config

@@ -2,7 +2,6 @@
 `hunyuancustom_audio_720P`, `hunyuancustom_editing_720P`; `mp_rank_00_model_states.pt` under
 "module", or the fp8 file with its scale map) -> our parameters -> Orbax, and back."""
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,11 +10,10 @@ import numpy as np
 from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
-from hyv_jax.convert.converted_model import read_converted, restore_model
+from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
 from hyv_jax.convert.custom_table import custom_rules
 from hyv_jax.convert.mapping import CheckpointMismatch, jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
-from hyv_jax.convert.orbax_io import save_params
 from hyv_jax.models.custom.transformer import CustomTransformerConfig, HunyuanCustomTransformer
 
 MODEL_KIND = "hunyuan_custom_transformer"
@@ -61,13 +59,7 @@ def export_torch_custom(flat: Mapping, config: CustomTransformerConfig) -> dict[
 
 def convert_custom(path: str | Path, config: CustomTransformerConfig, out_dir: str | Path, *, fp8_map=None,
                    dtype=ml_dtypes.bfloat16) -> None:
-    flat = read_torch_custom(open_checkpoint(path, fp8_map), config, dtype)
-    save_params(out_dir, flat, {
-        "model": MODEL_KIND,
-        "config": dataclasses.asdict(config),
-        "source": str(path),
-        "dtype": np.dtype(dtype).name,
-    })
+    save_converted(out_dir, read_torch_custom(open_checkpoint(path, fp8_map), config, dtype), MODEL_KIND, config, path, dtype)
 
 
 def read_converted_custom(directory: str | Path) -> tuple[CustomTransformerConfig, dict]:

@@ -3,17 +3,12 @@ the video-condition (`bg_in`, `bg_proj`) and audio (`audio_proj`, `audio_models.
 present in the config."""
 
 from hyv_jax.convert.mapping import Rule, Slot
-from hyv_jax.convert.transformer_table import _dense, _norm, transformer_rules
-from hyv_jax.convert.transforms import Copy, Linear
+from hyv_jax.convert.transformer_table import _dense, _layer_norm, transformer_rules
+from hyv_jax.convert.transforms import Linear
 from hyv_jax.models.custom.transformer import CustomTransformerConfig
 
 # patch conv (O, C, pt, ph, pw); our kernel is (pt, ph, pw, C, O)
 _PATCH_CONV = Linear(4, torch_in_order=(3, 0, 1, 2), conv_shape=True)
-
-
-def _layer_norm(rules, name, path, layer=None):
-    _norm(rules, name, path, layer)
-    rules.append(Rule(f"{name}.bias", (Slot((*path, "bias"), layer),), Copy()))
 
 
 def _weight(rules, name, path, layer=None):

@@ -2,16 +2,11 @@
 `multi_modal_projector.*` of a transformers LLaVA checkpoint <-> our LlavaImageEncoder."""
 
 from hyv_jax.convert.mapping import Rule, Slot
-from hyv_jax.convert.transformer_table import _dense
+from hyv_jax.convert.transformer_table import _dense, _layer_norm
 from hyv_jax.convert.transforms import Copy, Linear, Same
 from hyv_jax.models.custom.clip_vision import ClipVisionConfig
 
 TOWER = "vision_tower.vision_model"
-
-
-def _layer_norm(rules, name, path, layer=None):
-    for s in ("weight", "bias"):
-        rules.append(Rule(f"{name}.{s}", (Slot((*path, s), layer),), Copy()))
 
 
 def llava_vision_rules(config: ClipVisionConfig) -> list[Rule]:
@@ -25,8 +20,8 @@ def llava_vision_rules(config: ClipVisionConfig) -> list[Rule]:
     _layer_norm(rules, f"{TOWER}.pre_layrnorm", (*tower, "pre_layrnorm"))
     for i in range(config.used_layers):
         src, dst = f"{TOWER}.encoder.layers.{i}", (*tower, "layers")
-        _layer_norm(rules, f"{src}.layer_norm1", (*dst, "layer_norm1"), i)
-        _layer_norm(rules, f"{src}.layer_norm2", (*dst, "layer_norm2"), i)
+        _layer_norm(rules, f"{src}.layer_norm1", (*dst, "norm1"), i)
+        _layer_norm(rules, f"{src}.layer_norm2", (*dst, "norm2"), i)
         for proj in ("q_proj", "k_proj", "v_proj"):
             _dense(rules, f"{src}.self_attn.{proj}", (*dst, proj), i)
         _dense(rules, f"{src}.self_attn.out_proj", (*dst, "out_proj"), i, weight=Linear(2))

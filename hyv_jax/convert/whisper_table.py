@@ -2,18 +2,13 @@
 encoder keys (`encoder.*`, optionally under `model.`) <-> our parameters."""
 
 from hyv_jax.convert.mapping import Rule, Slot
-from hyv_jax.convert.transformer_table import _dense
-from hyv_jax.convert.transforms import Copy, Linear, Same
+from hyv_jax.convert.transformer_table import _dense, _layer_norm
+from hyv_jax.convert.transforms import Linear, Same
 from hyv_jax.models.custom.whisper_encoder import WhisperEncoderConfig
 
 ENCODER_PREFIX = "encoder."
 # Conv1d weight (O, C, k); our kernel is (k, C, O)
 _CONV = Linear(2, torch_in_order=(1, 0), conv_shape=True)
-
-
-def _layer_norm(rules, name, path, layer=None):
-    for s in ("weight", "bias"):
-        rules.append(Rule(f"{name}.{s}", (Slot((*path, s), layer),), Copy()))
 
 
 def whisper_encoder_rules(config: WhisperEncoderConfig) -> list[Rule]:
@@ -24,8 +19,8 @@ def whisper_encoder_rules(config: WhisperEncoderConfig) -> list[Rule]:
     rules.append(Rule("embed_positions.weight", (Slot(("embed_positions",)),), Same()))
     for i in range(config.layers):
         src, dst = f"layers.{i}", ("layers",)
-        _layer_norm(rules, f"{src}.self_attn_layer_norm", (*dst, "self_attn_layer_norm"), i)
-        _layer_norm(rules, f"{src}.final_layer_norm", (*dst, "final_layer_norm"), i)
+        _layer_norm(rules, f"{src}.self_attn_layer_norm", (*dst, "norm1"), i)
+        _layer_norm(rules, f"{src}.final_layer_norm", (*dst, "norm2"), i)
         for proj in ("q_proj", "v_proj"):
             _dense(rules, f"{src}.self_attn.{proj}", (*dst, proj), i)
         rules.append(Rule(f"{src}.self_attn.k_proj.weight", (Slot((*dst, "k_proj", "kernel"), i),), Linear(1)))

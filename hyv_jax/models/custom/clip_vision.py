@@ -13,10 +13,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hyv_jax.attention import attention
 from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.nn.dense import Dense
-from hyv_jax.nn.mlp import MLP, activation
+from hyv_jax.nn.encoder_layer import EncoderLayer
+from hyv_jax.nn.mlp import activation
 from hyv_jax.nn.norms import LayerNorm
 from hyv_jax.nn.params import make_param, zeros
 from hyv_jax.nn.stack import scan_layers, stack_layers
@@ -60,24 +60,6 @@ class ClipVisionConfig:
         return from_mapping(cls, values, "vision")
 
 
-class ClipEncoderLayer(nnx.Module):
-    def __init__(self, c: ClipVisionConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        head = (c.heads, c.dim // c.heads)
-        self.layer_norm1 = LayerNorm(c.dim, eps=c.layer_norm_eps, param_dtype=param_dtype, rngs=rngs)
-        self.q_proj = Dense(c.dim, head, in_axes=("embed",), out_axes=("heads", "head_dim"), **kw)
-        self.k_proj = Dense(c.dim, head, in_axes=("embed",), out_axes=("heads", "head_dim"), **kw)
-        self.v_proj = Dense(c.dim, head, in_axes=("embed",), out_axes=("heads", "head_dim"), **kw)
-        self.out_proj = Dense(head, c.dim, in_axes=("heads", "head_dim"), out_axes=("embed",), **kw)
-        self.layer_norm2 = LayerNorm(c.dim, eps=c.layer_norm_eps, param_dtype=param_dtype, rngs=rngs)
-        self.mlp = MLP(c.dim, c.mlp_dim, c.act, **kw)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = self.layer_norm1(x)
-        x = x + self.out_proj(attention(self.q_proj(h), self.k_proj(h), self.v_proj(h)))
-        return x + self.mlp(self.layer_norm2(x))
-
-
 class ClipVisionTower(nnx.Module):
     def __init__(self, config: ClipVisionConfig, *, rngs: nnx.Rngs):
         c = config
@@ -90,7 +72,9 @@ class ClipVisionTower(nnx.Module):
         self.class_embedding = make_param(rngs, zeros, (c.dim,), ("embed",), param_dtype)
         self.position_embedding = make_param(rngs, zeros, (c.patches + 1, c.dim), ("vision_tokens", "embed"), param_dtype)
         self.pre_layrnorm = LayerNorm(c.dim, eps=c.layer_norm_eps, param_dtype=param_dtype, rngs=rngs)  # upstream's spelling
-        self.layers = stack_layers(lambda r: ClipEncoderLayer(c, **kw, rngs=r), c.used_layers, rngs) if c.used_layers else None
+        self.layers = stack_layers(
+            lambda r: EncoderLayer(c.dim, c.heads, c.mlp_dim, c.act, eps=c.layer_norm_eps, **kw, rngs=r), c.used_layers, rngs
+        ) if c.used_layers else None
 
     def __call__(self, images: jax.Array) -> jax.Array:
         """(B, S, S, 3) normalised images -> (B, patches, dim) features of `feature_layer`, no CLS."""

@@ -13,10 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hyv_jax.attention import attention
 from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.nn.dense import Dense
-from hyv_jax.nn.mlp import MLP
+from hyv_jax.nn.encoder_layer import EncoderLayer
 from hyv_jax.nn.norms import LayerNorm
 from hyv_jax.nn.params import make_param, zeros
 from hyv_jax.nn.stack import scan_layers, stack_layers
@@ -58,24 +57,6 @@ class Conv1d(nnx.Module):
         return self.proj(jnp.stack(taps, axis=2))
 
 
-class WhisperEncoderLayer(nnx.Module):
-    def __init__(self, dim: int, heads: int, ffn_dim: int, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        head = (heads, dim // heads)
-        self.self_attn_layer_norm = LayerNorm(dim, eps=LAYER_NORM_EPS, param_dtype=param_dtype, rngs=rngs)
-        self.q_proj = Dense(dim, head, in_axes=("embed",), out_axes=("heads", "head_dim"), **kw)
-        self.k_proj = Dense(dim, head, in_axes=("embed",), out_axes=("heads", "head_dim"), use_bias=False, **kw)
-        self.v_proj = Dense(dim, head, in_axes=("embed",), out_axes=("heads", "head_dim"), **kw)
-        self.out_proj = Dense(head, dim, in_axes=("heads", "head_dim"), out_axes=("embed",), **kw)
-        self.final_layer_norm = LayerNorm(dim, eps=LAYER_NORM_EPS, param_dtype=param_dtype, rngs=rngs)
-        self.mlp = MLP(dim, ffn_dim, "gelu", **kw)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = self.self_attn_layer_norm(x)
-        x = x + self.out_proj(attention(self.q_proj(h), self.k_proj(h), self.v_proj(h)))
-        return x + self.mlp(self.final_layer_norm(x))
-
-
 class WhisperEncoder(nnx.Module):
     def __init__(self, config: WhisperEncoderConfig, *, rngs: nnx.Rngs):
         c = config
@@ -85,7 +66,9 @@ class WhisperEncoder(nnx.Module):
         self.conv2 = Conv1d(c.dim, c.dim, 2, **kw, rngs=rngs)
         # learned (checkpoint) positions; transformers initialises them sinusoidally
         self.embed_positions = make_param(rngs, zeros, (c.positions, c.dim), ("audio_frames", "embed"), kw["param_dtype"])
-        self.layers = stack_layers(lambda r: WhisperEncoderLayer(c.dim, c.heads, c.ffn_dim, **kw, rngs=r), c.layers, rngs)
+        self.layers = stack_layers(
+            lambda r: EncoderLayer(c.dim, c.heads, c.ffn_dim, "gelu", eps=LAYER_NORM_EPS, k_bias=False, **kw, rngs=r), c.layers, rngs
+        )
         self.layer_norm = LayerNorm(c.dim, eps=LAYER_NORM_EPS, param_dtype=kw["param_dtype"], rngs=rngs)
 
     def __call__(self, mel: jax.Array) -> jax.Array:
