@@ -77,3 +77,24 @@ def test_masked_video_and_mismatch():
     assert (out[:, :4] == 0).all() and (out[:, 4:] == 7).all()
     with pytest.raises(ValueError, match="same frame count and size"):
         masked_video(video[:1], mask)
+
+
+def test_reference_latents_are_scaled_posterior_samples():
+    import jax
+    from flax import nnx
+
+    from configs import load_config
+    from hyv_jax.models.custom.reference_latents import reference_latents
+    from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, sample_posterior
+
+    vae = CausalVideoVAE(VAEConfig.from_mapping(load_config("configs/tiny.py").vae), rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (40, 24, 3), dtype=np.uint8), rng.integers(0, 256, (16, 48, 3), dtype=np.uint8)]
+    key = jax.random.key(1024)
+    out = np.asarray(reference_latents(vae, images, 32, 16, key))
+    assert out.shape == (1, 2, 2, 4, 4)
+    mean, logvar = vae.encode(vae_reference(images[1], 32, 16))
+    second = sample_posterior(mean, logvar, jax.random.split(key, 2)[1]) * vae.config.scaling_factor
+    np.testing.assert_array_equal(out[:, 1:], np.asarray(second))
+    np.testing.assert_array_equal(out, np.asarray(reference_latents(vae, images, 32, 16, key)))  # seeded
+    assert not np.array_equal(out, np.asarray(reference_latents(vae, images, 32, 16, jax.random.key(7))))
