@@ -7,6 +7,10 @@ Models (--model, default transformer); reads (layout detected from the key names
       mp_rank_00_model_states_fp8_map.pt (weights dequantised as w8 * scale);
   transformer, diffusers layout: diffusion_pytorch_model.safetensors, or a folder / *.index.json
       of sharded safetensors (HunyuanVideoTransformer3DModel names);
+  custom (HunyuanCustom DiT, with --config configs/hunyuan_custom.py): hunyuancustom_720P,
+      _audio_720P (--config.transformer.audio_condition=True) or _editing_720P
+      (--config.transformer.video_condition=True) mp_rank_00_model_states.pt, or the fp8 file
+      with --fp8-map;
   vae: hunyuan-video-t2v-720p/vae/pytorch_model.pt (optionally wrapped in "state_dict", names
       optionally prefixed "vae.") or diffusers' vae/diffusion_pytorch_model.safetensors;
   llm: a Hugging Face folder (safetensors, single or sharded with the index json) of a Llama
@@ -46,6 +50,8 @@ import ml_dtypes
 import numpy as np
 
 from configs import load_config
+from hyv_jax.convert.custom_checkpoint import MODEL_KIND as CUSTOM_KIND
+from hyv_jax.convert.custom_checkpoint import convert_custom, export_torch_custom, read_converted_custom
 from hyv_jax.convert.safetensors_io import write_safetensors
 from hyv_jax.convert.orbax_io import read_info
 from hyv_jax.convert.text_checkpoint import CLIP, LLM, convert_text, export_torch_text, read_converted_text
@@ -53,6 +59,7 @@ from hyv_jax.convert.transformer_checkpoint import LAYOUTS, convert_transformer,
 from hyv_jax.convert.transformer_checkpoint import MODEL_KIND as TRANSFORMER_KIND
 from hyv_jax.convert.vae_checkpoint import MODEL_KIND as VAE_KIND
 from hyv_jax.convert.vae_checkpoint import convert_vae, export_torch_vae, read_converted_vae
+from hyv_jax.models.custom.transformer import CustomTransformerConfig
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
 
@@ -84,6 +91,8 @@ MODELS = {
                    lambda directory, s=spec: read_converted_text(directory, s),
                    lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "bfloat16")
        for spec in (LLM, CLIP)},
+    "custom": Model(CUSTOM_KIND, "transformer", CustomTransformerConfig.from_mapping, convert_custom, read_converted_custom,
+                    lambda flat, config, layout: export_torch_custom(flat, config), ("original",), "bfloat16"),
 }
 
 
@@ -157,8 +166,8 @@ def main(argv=None):
         self_check(TransformerConfig.from_mapping(load_config(args.config, overrides).transformer))
     elif args.command == "to-jax":
         model = MODELS[args.model]
-        if args.fp8_map and args.model != "transformer":
-            raise SystemExit("--fp8-map applies to the transformer only")
+        if args.fp8_map and args.model not in ("transformer", "custom"):
+            raise SystemExit("--fp8-map applies to the transformers only")
         config = model.config_from_mapping(load_config(args.config, overrides)[model.config_section])
         dtype = args.dtype or model.default_dtype
         model.convert(args.checkpoint, config, args.out, dtype=DTYPES[dtype], fp8_map=args.fp8_map)

@@ -4,6 +4,7 @@ A converter records its model kind and config in the checkpoint's info file; the
 check the kind, rebuild the abstract model from the config and restore the parameters into it
 (optionally straight onto sharded devices)."""
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -12,7 +13,18 @@ import numpy as np
 from flax import nnx
 
 from hyv_jax.convert.model_state import param_shapes, params_tree
-from hyv_jax.convert.orbax_io import read_info, restore_params
+from hyv_jax.convert.orbax_io import read_info, restore_params, save_params
+
+
+def save_converted(directory: str | Path, flat: Mapping, kind: str, config, source: str | Path, dtype, **extra) -> None:
+    """Writes converted parameters with the record `restore_model` reads back."""
+    save_params(directory, flat, {
+        "model": kind,
+        "config": dataclasses.asdict(config),
+        "source": str(source),
+        **extra,
+        "dtype": np.dtype(dtype).name,
+    })
 
 
 def checked_info(directory: str | Path, kind: str) -> dict:

@@ -1,7 +1,6 @@
 """HunyuanVideo transformer weights: PyTorch checkpoints (original or diffusers layout, fp8
 with a scale map) -> our parameters -> Orbax, and back out to either PyTorch layout."""
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,9 +10,8 @@ from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, regroup_state, regrouped_source, torch_to_jax
-from hyv_jax.convert.converted_model import read_converted, restore_model
+from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
 from hyv_jax.convert.model_state import param_shapes
-from hyv_jax.convert.orbax_io import save_params
 from hyv_jax.convert.transformer_table import diffusers_regroups, transformer_rules
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 
@@ -56,13 +54,7 @@ def export_torch_transformer(flat: Mapping, config: TransformerConfig, layout: s
 def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: str | Path, *, fp8_map=None, dtype=ml_dtypes.bfloat16) -> None:
     source = open_checkpoint(path, fp8_map)
     flat = read_torch_transformer(source, config, dtype)
-    save_params(out_dir, flat, {
-        "model": MODEL_KIND,
-        "config": dataclasses.asdict(config),
-        "source": str(path),
-        "layout": detect_layout(source),
-        "dtype": np.dtype(dtype).name,
-    })
+    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, layout=detect_layout(source))
 
 
 def read_converted_transformer(directory: str | Path) -> tuple[TransformerConfig, dict]:

@@ -22,6 +22,11 @@ def _norm(rules, name, path, layer=None):
     rules.append(Rule(f"{name}.weight", (Slot((*path, "weight"), layer),), Copy()))
 
 
+def _layer_norm(rules, name, path, layer=None):
+    _norm(rules, name, path, layer)
+    rules.append(Rule(f"{name}.bias", (Slot((*path, "bias"), layer),), Copy()))
+
+
 def _embedder(rules, name, path, first, second):
     _dense(rules, f"{name}.{first}", (*path, "in_layer"))
     _dense(rules, f"{name}.{second}", (*path, "out_layer"))

@@ -2,7 +2,6 @@
 optionally prefixed `vae.`) or diffusers safetensors (same names) -> our parameters -> Orbax,
 and back out to the PyTorch naming."""
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,9 +10,8 @@ from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
-from hyv_jax.convert.converted_model import read_converted, restore_model
+from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
 from hyv_jax.convert.model_state import param_shapes
-from hyv_jax.convert.orbax_io import save_params
 from hyv_jax.convert.vae_table import vae_rules
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
 
@@ -41,13 +39,7 @@ def export_torch_vae(flat: Mapping, config: VAEConfig) -> dict[str, np.ndarray]:
 def convert_vae(path: str | Path, config: VAEConfig, out_dir: str | Path, *, dtype=np.float32) -> None:
     """Converts a checkpoint to Orbax. float32 by default: the VAE is small, and the compute
     dtype is chosen when restoring."""
-    flat = read_torch_vae(open_checkpoint(path), config, dtype)
-    save_params(out_dir, flat, {
-        "model": MODEL_KIND,
-        "config": dataclasses.asdict(config),
-        "source": str(path),
-        "dtype": np.dtype(dtype).name,
-    })
+    save_converted(out_dir, read_torch_vae(open_checkpoint(path), config, dtype), MODEL_KIND, config, path, dtype)
 
 
 def read_converted_vae(directory: str | Path) -> tuple[VAEConfig, dict]:

@@ -29,10 +29,13 @@ class RefinerBlock(nnx.Module):
         self.mlp = MLP(dim, int(dim * mlp_ratio), "silu", **kw)
         self.adaLN_modulation = Modulation(dim, 2, **kw)
 
-    def __call__(self, x: jax.Array, c: jax.Array, key_mask: jax.Array, attn_impl: str) -> jax.Array:
+    def __call__(self, x: jax.Array, c: jax.Array, valid: jax.Array, key_mask: jax.Array, attn_impl: str) -> jax.Array:
         gate_msa, gate_mlp = self.adaLN_modulation(c)
         qkv = self.self_attn_qkv(self.norm1(x))
         attn = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], kv_mask=key_mask, impl=attn_impl)
+        # Upstream masks queries too: a masked query sees key 0 alone, so its output is v_0. This
+        # matters where masked positions are later used (HunyuanCustom's LLaVA mask layout).
+        attn = jnp.where(valid[:, :, None, None], attn, qkv[:, :1, 2])
         x = x + gate_msa * self.self_attn_proj(attn)
         return x + gate_mlp * self.mlp(self.norm2(x))
 
@@ -53,6 +56,7 @@ class TokenRefiner(nnx.Module):
         pooled = jnp.sum(text_states.astype(jnp.float32) * mask, axis=1) / jnp.sum(mask, axis=1)
         c = self.t_embedder(t) + self.c_embedder(pooled.astype(text_states.dtype))
         x = self.input_embedder(text_states)
+        valid = jnp.asarray(text_mask, bool)
         # Key 0 always stays valid so that a fully padded row has something to attend to.
-        key_mask = jnp.asarray(text_mask, bool).at[:, 0].set(True)
-        return scan_layers(self.blocks, x, lambda block, h: block(h, c, key_mask, attn_impl))
+        key_mask = valid.at[:, 0].set(True)
+        return scan_layers(self.blocks, x, lambda block, h: block(h, c, valid, key_mask, attn_impl))

@@ -114,27 +114,13 @@ class HunyuanVideoTransformer(nnx.Module):
         joint attention); None: as placed by jit.
         """
         c = self.config
-        dtype = jnp.dtype(c.dtype)
-        batch = x.shape[0]
         self._check_inputs(x, text_states, text_mask, text_states_2, guidance)
         grid = patch_grid(x.shape, c.patch_size)
-        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,))
+        vec, txt = self.embed_conditions(t, text_states, text_mask, text_states_2, guidance)
+        img = self.img_in(x.astype(jnp.dtype(c.dtype)))
+        kv_lengths = img.shape[1] + jnp.sum(text_mask.astype(jnp.int32), axis=1)
 
-        vec = self.time_in(t) + self.vector_in(text_states_2.astype(dtype))
-        if self.guidance_in is not None:
-            # Upstream builds the guidance tensor in the model dtype: in bf16, 6000 -> 6016.
-            g = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (batch,)).astype(dtype)
-            vec = vec + self.guidance_in(g.astype(jnp.float32))
-
-        img = self.img_in(x.astype(dtype))
-        txt = self.txt_in(text_states.astype(dtype), t, text_mask, c.attention_impl)
-        n_img, n_txt = img.shape[1], txt.shape[1]
-        kv_lengths = n_img + jnp.sum(text_mask.astype(jnp.int32), axis=1)
-
-        if parallel is None:
-            attend, pin = single_device_attention(c.attention_impl), lambda x, axes: x
-        else:
-            attend, pin = parallel.attention_fn(c.attention_impl), parallel.constrain
+        attend, pin = self.runtime(parallel)
 
         def pin_streams(streams):  # image tokens split over the context axes, text whole
             return pin(streams[0], ("batch", "sequence", "embed")), pin(streams[1], ("batch", None, "embed"))
@@ -144,6 +130,34 @@ class HunyuanVideoTransformer(nnx.Module):
             self.double_blocks, pin_streams((img, txt)),
             lambda block, carry: pin_streams(block(*carry, vec, (cos, sin), kv_lengths, attend)),
         )
+        return self.single_stream_output(img, txt, vec, (cos, sin), kv_lengths, grid, attend, pin)
+
+    def runtime(self, parallel: ParallelPlan | None):
+        """(attend, pin): the joint attention and the activation constraint to use, on one
+        device (pin is a no-op) or on `parallel`'s mesh."""
+        if parallel is None:
+            return single_device_attention(self.config.attention_impl), lambda x, axes: x
+        return parallel.attention_fn(self.config.attention_impl), parallel.constrain
+
+    def embed_conditions(self, t, text_states, text_mask, text_states_2, guidance):
+        """The conditioning vector vec (B, D) and the refined text tokens (B, L, D)."""
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        batch = text_states.shape[0]
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,))
+        vec = self.time_in(t) + self.vector_in(text_states_2.astype(dtype))
+        if self.guidance_in is not None:
+            # Upstream builds the guidance tensor in the model dtype: in bf16, 6000 -> 6016.
+            g = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (batch,)).astype(dtype)
+            vec = vec + self.guidance_in(g.astype(jnp.float32))
+        return vec, self.txt_in(text_states.astype(dtype), t, text_mask, c.attention_impl)
+
+    def single_stream_output(self, img, txt, vec, rope, kv_lengths, grid, attend, pin, n_skip: int = 0):
+        """Single blocks over [img; txt], then the final layer on the image tokens after the
+        first `n_skip` (HunyuanCustom's reference tokens), unpatchified to `grid`."""
+        c = self.config
+        cos, sin = rope
+        n_img, n_txt = img.shape[1], txt.shape[1]
         # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
         joint_rope = (
             jnp.concatenate([cos, jnp.ones((n_txt, c.head_dim), cos.dtype)]),
@@ -154,7 +168,7 @@ class HunyuanVideoTransformer(nnx.Module):
             self.single_blocks, pin(jnp.concatenate([img, txt], axis=1), joint_axes),
             lambda block, h: pin(block(h, vec, joint_rope, kv_lengths, attend), joint_axes),
         )
-        out = self.final_layer(joint[:, :n_img], vec)
+        out = self.final_layer(joint[:, n_skip:n_img], vec)
         return unpatchify(out, grid, c.patch_size)
 
     def _check_inputs(self, x, text_states, text_mask, text_states_2, guidance):

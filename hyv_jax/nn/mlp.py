@@ -9,6 +9,7 @@ from flax import nnx
 from hyv_jax.nn.dense import Dense
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "silu": jax.nn.silu,
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),  # CLIP's GELU approximation

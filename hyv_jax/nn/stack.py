@@ -24,11 +24,14 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
     return create(rngs)
 
 
-def scan_layers(layers: M, carry: C, step: Callable[[M, C], C]) -> C:
-    """Applies `step(layer, carry)` for each layer of a stack in order."""
+def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None) -> C:
+    """Applies `step(layer, carry)` for each layer of a stack in order; with per-layer inputs
+    `xs` (leading axis = layers), `step(layer, carry, x)`."""
     graphdef, state = nnx.split(layers)
 
-    def body(c, layer_state):
-        return step(nnx.merge(graphdef, layer_state), c), None
+    def body(c, scanned):
+        layer_state, x = scanned
+        layer = nnx.merge(graphdef, layer_state)
+        return (step(layer, c) if xs is None else step(layer, c, x)), None
 
-    return jax.lax.scan(body, carry, state)[0]
+    return jax.lax.scan(body, carry, (state, xs))[0]

@@ -1,0 +1,1 @@
+"""HunyuanCustom: the HunyuanVideo DiT with identity, audio and video-condition inputs."""

@@ -1,0 +1,50 @@
+"""Speech -> HunyuanCustom's `audio_prompts`: 16 kHz audio (librosa), Whisper features, the
+Whisper encoder's stacked hidden states at 50 Hz, then one window of states per video frame.
+
+Windows (upstream `encode_audio`): 4 zero states are prepended; video frame f (25 fps, 640
+samples) takes padded states [2f, 2f + 10). Only the first 30 s feed the encoder, and
+min(video frames, samples // 640) frames get audio; the rest are zeros.
+"""
+
+import numpy as np
+
+from hyv_jax.models.custom.whisper_features import SAMPLE_RATE, whisper_features
+
+FPS = 25
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+WINDOW = 10  # states per video frame
+LEAD = 4  # zero states in front
+
+
+def load_audio(path) -> np.ndarray:
+    """Mono float32 samples at 16 kHz (resampled by librosa from any rate it can read)."""
+    import librosa
+
+    try:
+        audio, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
+    except Exception as e:  # librosa raises several types for unreadable input
+        raise ValueError(f"cannot read audio {path}: {e}; pass a wav/flac/mp3 file that librosa can decode") from e
+    if audio.size == 0:
+        raise ValueError(f"audio {path} holds no samples")
+    return audio.astype(np.float32)
+
+
+def frame_windows(states: np.ndarray, n_samples: int, video_frames: int) -> np.ndarray:
+    """states (B, 1500, S, D) at 50 Hz -> audio_prompts (B, video_frames, 10, S, D)."""
+    states = np.asarray(states)
+    b, n, s, d = states.shape
+    frames = min(video_frames, n_samples // SAMPLES_PER_FRAME)
+    if 2 * (frames - 1) + WINDOW > n + LEAD:
+        raise ValueError(f"{frames} video frames need {2 * (frames - 1) + WINDOW - LEAD} audio states, the encoder gave {n}")
+    padded = np.concatenate([np.zeros((b, LEAD, s, d), states.dtype), states], axis=1)
+    index = 2 * np.arange(frames)[:, None] + np.arange(WINDOW)[None]
+    out = np.zeros((b, video_frames, WINDOW, s, d), states.dtype)
+    out[:, :frames] = padded[:, index]
+    return out
+
+
+def encode_audio(encoder, audio: np.ndarray, video_frames: int) -> np.ndarray:
+    """audio_prompts (1, video_frames, 10, S, D) of 16 kHz samples through a WhisperEncoder."""
+    mel = whisper_features(audio)[:, : 2 * encoder.config.positions]
+    states = np.asarray(encoder(mel.T[None]), np.float32)
+    return frame_windows(states, len(audio), video_frames)

@@ -1,0 +1,30 @@
+"""The pre-LayerNorm transformer encoder layer of ViT/CLIP and Whisper: x + attn(LN(x)), then
+x + MLP(LN(x)), with separate q/k/v/out projections (the checkpoints keep them apart)."""
+
+import jax
+from flax import nnx
+
+from hyv_jax.attention import attention
+from hyv_jax.nn.dense import Dense
+from hyv_jax.nn.mlp import MLP
+from hyv_jax.nn.norms import LayerNorm
+
+
+class EncoderLayer(nnx.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, act: str, *, eps: float, k_bias: bool = True, dtype, param_dtype,
+                 rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        head = (heads, dim // heads)
+        proj = dict(in_axes=("embed",), out_axes=("heads", "head_dim"), **kw)
+        self.norm1 = LayerNorm(dim, eps=eps, param_dtype=param_dtype, rngs=rngs)
+        self.q_proj = Dense(dim, head, **proj)
+        self.k_proj = Dense(dim, head, use_bias=k_bias, **proj)
+        self.v_proj = Dense(dim, head, **proj)
+        self.out_proj = Dense(head, dim, in_axes=("heads", "head_dim"), out_axes=("embed",), **kw)
+        self.norm2 = LayerNorm(dim, eps=eps, param_dtype=param_dtype, rngs=rngs)
+        self.mlp = MLP(dim, mlp_dim, act, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.norm1(x)
+        x = x + self.out_proj(attention(self.q_proj(h), self.k_proj(h), self.v_proj(h)))
+        return x + self.mlp(self.norm2(x))
