@@ -91,7 +91,8 @@ def run_variant(args) -> dict:
         from hyv_jax.convert.checkpoint_source import from_arrays
         from hyv_jax.convert.model_state import params_tree
         from hyv_jax.convert.vae_checkpoint import abstract_vae, read_torch_vae
-        from hyv_jax.models.vae import UNTILED, VAEConfig
+        from hyv_jax.models.vae import VAEConfig
+        from hyv_jax.models.vae_tiling import UNTILED
 
         config = VAEConfig(
             block_out_channels=args.block_out_channels, norm_groups=args.norm_groups, tile_sample_size=args.tile_size,

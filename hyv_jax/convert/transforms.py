@@ -122,17 +122,3 @@ class Split:
 
     def to_torch(self, parts):
         return np.concatenate([p.to_torch([x]) for p, x in zip(self.parts, parts, strict=True)], axis=self.axis)
-
-
-@dataclasses.dataclass(frozen=True)
-class Same:
-    """The same array on both sides (an embedding table)."""
-
-    def torch_shape(self, shapes):
-        return tuple(shapes[0])
-
-    def to_jax(self, array, shapes):
-        return [array.reshape(shapes[0])]
-
-    def to_torch(self, parts):
-        return parts[0]

@@ -19,7 +19,7 @@ from flax import nnx
 
 from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.models.vae_blocks import DownBlock, MidBlock, UpBlock
-from hyv_jax.models.vae_tiling import UNTILED, TilePlan, Tiles, tiled_apply
+from hyv_jax.models.vae_tiling import TilePlan, Tiles, tiled_apply
 from hyv_jax.nn.causal_conv import CausalConv3d, Conv3d
 from hyv_jax.nn.group_norm import GroupNorm
 

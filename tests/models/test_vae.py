@@ -13,7 +13,8 @@ from safetensors.numpy import load_file
 from hyv_jax.convert.checkpoint_source import from_arrays
 from hyv_jax.convert.model_state import params_tree
 from hyv_jax.convert.vae_checkpoint import abstract_vae, read_torch_vae
-from hyv_jax.models.vae import UNTILED, CausalVideoVAE, VAEConfig, posterior_mode, sample_posterior
+from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, posterior_mode, sample_posterior
+from hyv_jax.models.vae_tiling import UNTILED
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "hyvideo_vae_tiny.safetensors"
 # the fixture's constructor; tiles of 32 px / 16 frames give upstream's tile_sample_min_size=32,
