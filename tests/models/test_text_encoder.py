@@ -183,7 +183,7 @@ def test_load_from_converted_folders(config, encoder, tmp_path):
 
 
 def test_sharded_encoders_match_single_device(config, encoder):
-    from hyv_jax.parallel.logical_axes import make_mesh
+    from hyv_jax.parallel.mesh import make_mesh
 
     mesh = make_mesh({"fsdp": 4, "tensor": 2})
     sharded = TextEncoder.load(config, seed=0, mesh=mesh)
