@@ -28,6 +28,7 @@ setup(
             "safetensors",
             "pytest",
             "pytest-xdist",
+            "peft",
         ],
     },
 )

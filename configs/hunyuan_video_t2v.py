@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
             dtype="bfloat16",
             param_dtype="bfloat16",
             attention_impl="xla",
+            remat="none",
         )
     )
     config.vae = ml_collections.ConfigDict(

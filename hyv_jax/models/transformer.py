@@ -48,6 +48,7 @@ class TransformerConfig:
     dtype: str = "bfloat16"
     param_dtype: str = "bfloat16"
     attention_impl: str = "xla"
+    remat: str = "none"  # a policy name of nn/remat.py, applied per scanned block (training)
 
     def __post_init__(self):
         object.__setattr__(self, "patch_size", tuple(self.patch_size))
@@ -130,7 +131,7 @@ class HunyuanVideoTransformer(nnx.Module):
         cos, sin = rope_tables(grid_positions(*grid), c.rope_axes_dims, c.rope_theta)
         img, txt = scan_layers(
             self.double_blocks, (img, txt),
-            lambda block, carry: block(*carry, vec, (cos, sin), kv_lengths, c.attention_impl),
+            lambda block, carry: block(*carry, vec, (cos, sin), kv_lengths, c.attention_impl), c.remat,
         )
         # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
         joint_rope = (
@@ -139,7 +140,7 @@ class HunyuanVideoTransformer(nnx.Module):
         )
         joint = scan_layers(
             self.single_blocks, jnp.concatenate([img, txt], axis=1),
-            lambda block, h: block(h, vec, joint_rope, kv_lengths, c.attention_impl),
+            lambda block, h: block(h, vec, joint_rope, kv_lengths, c.attention_impl), c.remat,
         )
         out = self.final_layer(joint[:, :n_img], vec)
         return unpatchify(out, grid, c.patch_size)

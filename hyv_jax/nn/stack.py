@@ -7,6 +7,8 @@ from typing import TypeVar
 import jax
 from flax import nnx
 
+from hyv_jax.nn.remat import remat
+
 M = TypeVar("M", bound=nnx.Module)
 C = TypeVar("C")
 
@@ -24,11 +26,12 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
     return create(rngs)
 
 
-def scan_layers(layers: M, carry: C, step: Callable[[M, C], C]) -> C:
-    """Applies `step(layer, carry)` for each layer of a stack in order."""
+def scan_layers(layers: M, carry: C, step: Callable[[M, C], C], remat_policy: str = "none") -> C:
+    """Applies `step(layer, carry)` for each layer of a stack in order, each layer
+    rematerialised in the backward pass per `remat_policy` (see nn/remat.py)."""
     graphdef, state = nnx.split(layers)
 
     def body(c, layer_state):
         return step(nnx.merge(graphdef, layer_state), c), None
 
-    return jax.lax.scan(body, carry, state)[0]
+    return jax.lax.scan(remat(body, remat_policy), carry, state)[0]
