@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from configs import training_defaults
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -49,4 +51,5 @@ def get_config() -> ml_collections.ConfigDict:
             param_dtype="bfloat16",
         )
     )
+    config.training = training_defaults.get_training_config()
     return config
