@@ -120,7 +120,8 @@ class Trainer:
         missing = [k for k in BATCH_KEYS if k not in batch]
         if missing:
             raise ValueError(f"training batch lacks {missing}; it needs {BATCH_KEYS}")
-        return {k: jax.device_put(np.asarray(batch[k]), self.batch_sharding) for k in BATCH_KEYS}
+        # Each host holds its slice of the global batch (data_pipeline shards records by host).
+        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(batch[k])) for k in BATCH_KEYS}
 
     def step(self, batch: Mapping[str, np.ndarray]) -> StepMetrics:
         batch = self.put_batch(batch)
