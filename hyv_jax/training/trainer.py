@@ -75,7 +75,7 @@ class Trainer:
             out_shardings=(self.state_shardings, NamedSharding(mesh, PartitionSpec())),
             donate_argnums=(0,),
         )
-        self._compiled = None
+        self._compiled: dict[tuple, tuple] = {}  # batch shapes (one per bucket) -> (executable, flops)
         self.flops_per_step: float | None = None
 
     def _init_state(self, params: nnx.State) -> dict:
@@ -125,13 +125,15 @@ class Trainer:
 
     def step(self, batch: Mapping[str, np.ndarray]) -> StepMetrics:
         batch = self.put_batch(batch)
-        if self._compiled is None:
-            self._compiled = self._step.lower(self.state, self.frozen, batch).compile()
-            cost = self._compiled.cost_analysis()
+        key = tuple(batch[k].shape for k in BATCH_KEYS)
+        if key not in self._compiled:
+            compiled = self._step.lower(self.state, self.frozen, batch).compile()
+            cost = compiled.cost_analysis()
             cost = cost[0] if isinstance(cost, list | tuple) else cost
-            self.flops_per_step = float(cost["flops"]) if cost and "flops" in cost else None
+            self._compiled[key] = compiled, (float(cost["flops"]) if cost and "flops" in cost else None)
+        compiled, self.flops_per_step = self._compiled[key]
         start = time.perf_counter()
-        self.state, metrics = self._compiled(self.state, self.frozen, batch)
+        self.state, metrics = compiled(self.state, self.frozen, batch)
         metrics = jax.device_get(metrics)
         return StepMetrics(float(metrics["loss"]), float(metrics["grad_norm"]), float(metrics["lr"]), time.perf_counter() - start)
 
