@@ -84,12 +84,19 @@ class Trainer:
             "step": jax.device_put(jnp.zeros((), jnp.int32), rep),
             "rng": jax.device_put(jax.random.key_data(jax.random.key(self.cfg.seed)), rep),
             "params": params,
-            # Moments are created under jit from sharded params, so they inherit the shardings.
-            "opt_state": jax.jit(self.optimizer.init)(params),
+            "opt_state": jax.jit(self.optimizer.init, out_shardings=self._opt_state_shardings(params))(params),
         }
         if self.cfg.ema_decay > 0:
             state["ema"] = jax.tree.map(jnp.copy, params)
         return state
+
+    def _opt_state_shardings(self, params: nnx.State):
+        """Optimizer moments shard like their parameters; counters are replicated."""
+        rep = NamedSharding(self.mesh, PartitionSpec())
+        abstract = jax.eval_shape(self.optimizer.init, params)
+        by_leaf = jax.tree.map(lambda x: x.sharding, params)
+        return optax.tree_map_params(self.optimizer, lambda _, sharding: sharding, abstract, by_leaf,
+                                     transform_non_params=lambda _: rep)
 
     def loss(self, params: nnx.State, frozen: nnx.State, batch: Mapping[str, jax.Array], rng: jax.Array) -> jax.Array:
         cfg = self.cfg
@@ -113,7 +120,7 @@ class Trainer:
         if "ema" in state:
             d = self.cfg.ema_decay
             new["ema"] = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state["ema"], params)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": self.schedule(state["step"])}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": self.schedule(state["step"])}
         return new, metrics
 
     def put_batch(self, batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
