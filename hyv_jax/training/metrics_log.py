@@ -27,8 +27,8 @@ class MetricsLog:
     def log(self, step: int, metrics: dict[str, float], *, seconds: float, samples: int, flops: float | None) -> dict[str, float]:
         """Adds throughput and MFU to `metrics`, shows and records them; returns the full dict."""
         out = dict(metrics, step_seconds=seconds, samples_per_second=samples / seconds)
-        if flops and self.peak:
-            out["mfu"] = flops / seconds / (self.peak * jax.device_count())
+        if flops and self.peak:  # `flops` is per device: the compiled SPMD program's cost
+            out["mfu"] = flops / seconds / self.peak
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in out.items()})
         if self.events:
             self.events.scalars(step, out)
