@@ -8,8 +8,10 @@ Commands
 Full training (all transformer weights; from scratch, or from a converted checkpoint):
   python train.py train --config configs/tiny.py --data data/shards --workdir runs/tiny \\
       --config.training.steps=2000 --config.training.batch_size=8 --config.training.optimizer.lr=3e-4
-  13B full fine-tuning needs FSDP over many devices: --config.training.mesh="{'data': 1, 'fsdp': -1,
-  'context': 1, 'tensor': 1}" --init ckpts/hyv_jax/transformer --config.transformer.param_dtype=float32
+  13B full fine-tuning needs FSDP over many devices: --config.training.mesh.data=1
+  --config.training.mesh.fsdp=-1 --init ckpts/hyv_jax/transformer --config.transformer.param_dtype=float32
+  (mesh axes data/fsdp/context/tensor; -1 takes the remaining devices; the batch splits over
+  data x fsdp)
 LoRA (only the adapters train and are saved; rank/alpha/targets in training.lora):
   python train.py train --config configs/hunyuan_video_t2v.py --init ckpts/hyv_jax/transformer \\
       --data data/shards --workdir runs/lora --config.training.lora.enabled=True \\
