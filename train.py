@@ -32,6 +32,8 @@ Data preparation (a folder where x.mp4 / x.png has its caption in x.txt, or a TF
       --vae ckpts/hyv_jax/vae --llm_dir ckpts/hyv_jax/llm --clip_dir ckpts/hyv_jax/clip \\
       --resolutions 544x960 960x544 720x720 --frames 1 33 65 129
   python train.py prepare ... --tfds NAME:SPLIT --tfds_media_key video --tfds_caption_key caption
+  python train.py prepare --config configs/tiny.py --procedural 2000 --resolutions 32x32 --frames 9 ...
+      (the procedural scenes the embedded tiny default trains on)
 Each clip goes to the bucket of nearest aspect ratio and the longest frame count it fills.
 
 Config overrides: --config.key.path=value (Python literals), e.g. --config.training.lora.rank=16.
@@ -60,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="folder of media files, each with a .txt caption")
     src.add_argument("--tfds", help="TensorFlow Datasets source NAME[:SPLIT] (default split: train)")
+    src.add_argument("--procedural", type=int, metavar="N",
+                     help="N procedural scenes (coloured shapes moving in captioned directions; held-out prompts "
+                          "excluded) at the first --resolutions entry and the longest --frames")
     p.add_argument("--tfds_media_key", default="video")
     p.add_argument("--tfds_caption_key", default="caption")
     p.add_argument("--tfds_data_dir")
@@ -114,6 +119,7 @@ def _train(args, config) -> None:
 def _prepare(args, config) -> None:
     from hyv_jax.convert.vae_checkpoint import restore_vae
     from hyv_jax.training.data_preparation import Buckets, folder_items, parse_resolutions, prepare_dataset, tfds_items
+    from hyv_jax.training.procedural_scenes import scene_items
 
     try:
         from hyv_jax.models.text.text_encoder import TextEncoder
@@ -121,12 +127,15 @@ def _prepare(args, config) -> None:
         raise SystemExit(f"the text encoders (hyv_jax.models.text) are not available: {e}") from e
     vae = restore_vae(args.vae)
     text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir)
+    buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
     if args.input:
         items = folder_items(args.input)
+    elif args.procedural:
+        (height, width), frames = buckets.resolutions[0], max(buckets.frames)
+        items = scene_items(args.procedural, frames=frames, height=height, width=width)
     else:
         name, _, split = args.tfds.partition(":")
         items = tfds_items(name, split or "train", args.tfds_media_key, args.tfds_caption_key, args.tfds_data_dir)
-    buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
     index = prepare_dataset(items, args.out, vae=vae, text_encoder=text, buckets=buckets, shard_size=args.shard_size)
     for name, info in index["buckets"].items():
         print(f"{name}: {info['count']} clips")

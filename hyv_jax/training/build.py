@@ -43,7 +43,8 @@ def build_trainer(config, mesh: Mesh, init_dir: str | Path | None = None) -> Tra
 def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False) -> dict[str, Path]:
     """Writes the trained transformer (LoRA merged in) as a converted checkpoint that
     `restore_transformer` / sample.py load, and for LoRA also `lora.safetensors` in the
-    diffusers layout. Returns the written paths."""
+    diffusers layout. Returns the written paths. Call it when training is over: merging may
+    write into the trainer's frozen base weights."""
     out_dir = Path(out_dir)
     model = trainer.model(use_ema)
     written = {}
