@@ -30,6 +30,7 @@ setup(
             "safetensors",
             "pytest",
             "pytest-xdist",
+            "peft",
         ],
     },
 )

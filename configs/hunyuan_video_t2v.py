@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from configs import training_defaults
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -26,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
             param_dtype="bfloat16",
             # xla | cudnn | pallas | splash | auto (cudnn on GPU, splash on TPU, xla on CPU)
             attention_impl="auto",
+            remat="none",  # none | full | dots | dots_no_batch (nn/remat.py)
         )
     )
     config.vae = ml_collections.ConfigDict(
@@ -100,4 +103,5 @@ def get_config() -> ml_collections.ConfigDict:
             process_id=-1,
         )
     )
+    config.training = training_defaults.get_training_config()
     return config

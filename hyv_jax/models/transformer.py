@@ -49,6 +49,7 @@ class TransformerConfig:
     dtype: str = "bfloat16"
     param_dtype: str = "bfloat16"
     attention_impl: str = "xla"
+    remat: str = "none"  # a policy name of nn/remat.py, applied per scanned block (training)
 
     def __post_init__(self):
         object.__setattr__(self, "patch_size", tuple(self.patch_size))
@@ -129,6 +130,7 @@ class HunyuanVideoTransformer(nnx.Module):
         img, txt = scan_layers(
             self.double_blocks, pin_streams((img, txt)),
             lambda block, carry: pin_streams(block(*carry, vec, (cos, sin), kv_lengths, attend)),
+            remat_policy=c.remat,
         )
         return self.single_stream_output(img, txt, vec, (cos, sin), kv_lengths, grid, attend, pin)
 
@@ -167,6 +169,7 @@ class HunyuanVideoTransformer(nnx.Module):
         joint = scan_layers(
             self.single_blocks, pin(jnp.concatenate([img, txt], axis=1), joint_axes),
             lambda block, h: pin(block(h, vec, joint_rope, kv_lengths, attend), joint_axes),
+            remat_policy=c.remat,
         )
         out = self.final_layer(joint[:, n_skip:n_img], vec)
         return unpatchify(out, grid, c.patch_size)

@@ -7,6 +7,8 @@ from typing import TypeVar
 import jax
 from flax import nnx
 
+from hyv_jax.nn.remat import remat
+
 M = TypeVar("M", bound=nnx.Module)
 C = TypeVar("C")
 
@@ -24,9 +26,10 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
     return create(rngs)
 
 
-def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None) -> C:
+def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none") -> C:
     """Applies `step(layer, carry)` for each layer of a stack in order; with per-layer inputs
-    `xs` (leading axis = layers), `step(layer, carry, x)`."""
+    `xs` (leading axis = layers), `step(layer, carry, x)`. Each layer is rematerialised in the
+    backward pass per `remat_policy` (see nn/remat.py)."""
     graphdef, state = nnx.split(layers)
 
     def body(c, scanned):
@@ -34,4 +37,4 @@ def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None) -> C:
         layer = nnx.merge(graphdef, layer_state)
         return (step(layer, c) if xs is None else step(layer, c, x)), None
 
-    return jax.lax.scan(body, carry, (state, xs))[0]
+    return jax.lax.scan(remat(body, remat_policy), carry, (state, xs))[0]

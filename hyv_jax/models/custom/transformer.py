@@ -113,11 +113,11 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
             return block(*carry, vec, rope, kv_lengths, attend)
 
         if audio_prompts is None:
-            img, txt = scan_layers(self.double_blocks, (img, txt), double_block)
+            img, txt = scan_layers(self.double_blocks, (img, txt), double_block, remat_policy=c.remat)
         else:
             audio = frame_audio_tokens(self.audio_proj(audio_prompts.astype(dtype)), grid[0])
             img, txt = scan_layers(self.double_blocks, (img, txt), self._with_audio(double_block, audio, n_ref, audio_strength),
-                                   xs=self._audio_slots())
+                                   xs=self._audio_slots(), remat_policy=c.remat)
         return self.single_stream_output(img, txt, vec, rope, kv_lengths, grid, attend, pin, n_skip=n_ref)
 
     def _audio_slots(self) -> np.ndarray:

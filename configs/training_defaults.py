@@ -1,0 +1,29 @@
+"""The `training` section shared by the model configs (train.py reads it)."""
+
+import ml_collections
+
+from hyv_jax.training.lora import DEFAULT_TARGETS
+
+
+def get_training_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            seed=0,
+            steps=1000,
+            batch_size=1,  # global batch, split over the mesh's data and fsdp axes
+            mesh=dict(data=-1, fsdp=1, context=1, tensor=1),
+            # flow matching: t = shift-warped sigmoid(N(time_mean, time_std)); loss weighting
+            time_mean=0.0,
+            time_std=1.0,
+            time_shift=1.0,
+            loss_weighting="none",
+            guidance=1.0,  # embedded guidance scale fed to guidance-distilled models (x1000)
+            ema_decay=0.0,  # 0: no EMA copy of the trained parameters
+            optimizer=dict(lr=1e-4, warmup_steps=100, total_steps=1000, schedule="cosine", b1=0.9, b2=0.999,
+                           eps=1e-8, weight_decay=0.0, grad_clip=1.0),
+            lora=dict(enabled=False, rank=32, alpha=32.0, targets=DEFAULT_TARGETS),
+            checkpoint=dict(every=500, keep=3, async_save=True),
+            log_every=10,
+            data=dict(shuffle_seed=0, num_epochs=-1, bucket_weights="size", worker_count=0),
+        )
+    )

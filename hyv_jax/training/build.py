@@ -1,0 +1,63 @@
+"""From a config to a ready Trainer, and from a Trainer to files others load (a converted
+transformer checkpoint for sample.py, a diffusers LoRA)."""
+
+import dataclasses
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from hyv_jax.convert.model_state import params_to_numpy
+from hyv_jax.convert.orbax_io import save_params
+from hyv_jax.convert.safetensors_io import write_safetensors
+from hyv_jax.convert.transformer_checkpoint import MODEL_KIND, abstract_transformer, restore_transformer
+from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
+from hyv_jax.parallel.logical_axes import param_shardings
+from hyv_jax.training.lora import inject_lora, merge_lora
+from hyv_jax.training.lora_diffusers import export_lora
+from hyv_jax.training.trainer import Trainer
+
+
+def build_model(config, mesh: Mesh, init_dir: str | Path | None = None) -> HunyuanVideoTransformer:
+    """The transformer of `config` (random init, or restored sharded from a converted
+    checkpoint), with LoRA adapters when training.lora.enabled."""
+    tcfg = TransformerConfig.from_mapping(config.transformer)
+    lora = config.training.lora
+    if init_dir is not None:
+        model = restore_transformer(init_dir, tcfg, shardings=param_shardings(abstract_transformer(tcfg), mesh))
+    elif lora.enabled:
+        raise ValueError("LoRA training adapts pretrained weights: pass the converted transformer with --init")
+    else:
+        model = HunyuanVideoTransformer(tcfg, rngs=nnx.Rngs(config.training.seed))
+    if lora.enabled:
+        inject_lora(model, rank=lora.rank, alpha=lora.alpha, targets=tuple(lora.targets), rngs=nnx.Rngs(config.training.seed + 1))
+    return model
+
+
+def build_trainer(config, mesh: Mesh, init_dir: str | Path | None = None) -> Trainer:
+    return Trainer(build_model(config, mesh, init_dir), config.training, mesh, lora=bool(config.training.lora.enabled))
+
+
+def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False) -> dict[str, Path]:
+    """Writes the trained transformer (LoRA merged in) as a converted checkpoint that
+    `restore_transformer` / sample.py load, and for LoRA also `lora.safetensors` in the
+    diffusers layout. Returns the written paths. Call it when training is over: merging may
+    write into the trainer's frozen base weights."""
+    out_dir = Path(out_dir)
+    model = trainer.model(use_ema)
+    written = {}
+    if trainer.lora:
+        written["lora"] = out_dir / "lora.safetensors"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_safetensors(written["lora"], export_lora(model))
+        model = merge_lora(model)
+    config = model.config
+    flat = params_to_numpy(model)
+    save_params(out_dir / "transformer", flat, {
+        "model": MODEL_KIND, "config": dataclasses.asdict(config), "source": "train.py",
+        "dtype": np.dtype(jnp.dtype(config.param_dtype)).name,
+    })
+    written["transformer"] = out_dir / "transformer"
+    return written

@@ -1,0 +1,154 @@
+"""The train state and the jitted training step on a mesh.
+
+The model is split once into (graphdef, trainable, frozen): trainable is every Param for full
+training, or only the LoRA adapters; frozen is the rest (the base weights under LoRA). The
+train state {step, rng, params, opt_state[, ema]} lives on the mesh with the parameters'
+logical shardings (the optimizer moments follow them), and one step is compiled once with
+explicit in/out shardings and the state donated.
+"""
+
+import dataclasses
+import time
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from hyv_jax.parallel.logical_axes import param_shardings
+from hyv_jax.training.flow_matching import flow_matching_loss, noisy_latents, sample_time
+from hyv_jax.training.optimizer import make_optimizer
+
+BATCH_KEYS = ("latents", "text_states", "text_mask", "text_pooled")
+BATCH_AXES = ("data", "fsdp")  # mesh axes the global batch is split over
+
+
+@dataclasses.dataclass(frozen=True)
+class StepMetrics:
+    loss: float
+    grad_norm: float
+    lr: float
+    seconds: float
+
+
+def batch_sharding(mesh: Mesh, batch_size: int) -> NamedSharding:
+    axes = tuple(a for a in BATCH_AXES if a in mesh.shape and mesh.shape[a] > 1)
+    n = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    if batch_size % n:
+        raise ValueError(f"global batch {batch_size} must be divisible by the mesh's data*fsdp size {n} "
+                         f"(mesh {dict(mesh.shape)}): change training.batch_size or training.mesh")
+    return NamedSharding(mesh, PartitionSpec(axes or None))
+
+
+def _state_shardings(state: nnx.State, by_path: Mapping[tuple[str, ...], NamedSharding], mesh: Mesh) -> nnx.State:
+    replicated = NamedSharding(mesh, PartitionSpec())
+    flat = [(path, by_path.get(tuple(str(p) for p in path), replicated)) for path, _ in nnx.to_flat_state(state)]
+    return nnx.from_flat_state(flat)
+
+
+class Trainer:
+    """Owns the train state; `step(batch)` runs one optimisation step."""
+
+    def __init__(self, model: nnx.Module, cfg, mesh: Mesh, *, lora: bool = False):
+        """cfg: the `training` config section; model: a HunyuanVideoTransformer (with LoRA
+        adapters injected when `lora`)."""
+        self.cfg = cfg
+        self.mesh = mesh
+        self.lora = lora
+        trainable = nnx.LoRAParam if lora else nnx.Param
+        self.graphdef, params, frozen = nnx.split(model, trainable, ...)
+        if not jax.tree.leaves(params):
+            raise ValueError("nothing to train: LoRA training needs adapters injected (training.lora.targets)")
+        self.optimizer, self.schedule = make_optimizer(cfg.optimizer)
+        by_path = param_shardings(model, mesh)
+        self.param_shardings = _state_shardings(params, by_path, mesh)
+        self.frozen = jax.device_put(frozen, _state_shardings(frozen, by_path, mesh))
+        self.batch_sharding = batch_sharding(mesh, cfg.batch_size)
+        self.state = self._init_state(jax.device_put(params, self.param_shardings))
+        self.state_shardings = jax.tree.map(lambda x: x.sharding, self.state)
+        self._step = jax.jit(
+            self._train_step,
+            in_shardings=(self.state_shardings, jax.tree.map(lambda x: x.sharding, self.frozen), self.batch_sharding),
+            out_shardings=(self.state_shardings, NamedSharding(mesh, PartitionSpec())),
+            donate_argnums=(0,),
+        )
+        self._compiled: dict[tuple, tuple] = {}  # batch shapes (one per bucket) -> (executable, flops)
+        self.flops_per_step: float | None = None
+
+    def _init_state(self, params: nnx.State) -> dict:
+        rep = NamedSharding(self.mesh, PartitionSpec())
+        state = {
+            "step": jax.device_put(jnp.zeros((), jnp.int32), rep),
+            "rng": jax.device_put(jax.random.key_data(jax.random.key(self.cfg.seed)), rep),
+            "params": params,
+            "opt_state": jax.jit(self.optimizer.init, out_shardings=self._opt_state_shardings(params))(params),
+        }
+        if self.cfg.ema_decay > 0:
+            state["ema"] = jax.tree.map(jnp.copy, params)
+        return state
+
+    def _opt_state_shardings(self, params: nnx.State):
+        """Optimizer moments shard like their parameters; counters are replicated."""
+        rep = NamedSharding(self.mesh, PartitionSpec())
+        abstract = jax.eval_shape(self.optimizer.init, params)
+        by_leaf = jax.tree.map(lambda x: x.sharding, params)
+        return optax.tree_map_params(self.optimizer, lambda _, sharding: sharding, abstract, by_leaf,
+                                     transform_non_params=lambda _: rep)
+
+    def loss(self, params: nnx.State, frozen: nnx.State, batch: Mapping[str, jax.Array], rng: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        model = nnx.merge(self.graphdef, params, frozen)
+        x0 = batch["latents"]
+        k_t, k_noise = jax.random.split(rng)
+        t = sample_time(k_t, x0.shape[0], mean=cfg.time_mean, std=cfg.time_std, shift=cfg.time_shift)
+        noise = jax.random.normal(k_noise, x0.shape, jnp.float32)
+        x_t, target = noisy_latents(x0.astype(jnp.float32), noise, t)
+        guidance = jnp.full((x0.shape[0],), cfg.guidance * 1000.0, jnp.float32) if model.config.guidance_embed else None
+        pred = model(x_t, t * 1000.0, batch["text_states"], batch["text_mask"], batch["text_pooled"], guidance)
+        return flow_matching_loss(pred, target, t, cfg.loss_weighting)
+
+    def _train_step(self, state: dict, frozen: nnx.State, batch: Mapping[str, jax.Array]):
+        # One key per step from the seed: a resumed run draws exactly what an unbroken one does.
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+        loss, grads = jax.value_and_grad(self.loss)(state["params"], frozen, batch, rng)
+        updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
+        if "ema" in state:
+            d = self.cfg.ema_decay
+            new["ema"] = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state["ema"], params)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": self.schedule(state["step"])}
+        return new, metrics
+
+    def put_batch(self, batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise ValueError(f"training batch lacks {missing}; it needs {BATCH_KEYS}")
+        # Each host holds its slice of the global batch (data_pipeline shards records by host).
+        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(batch[k])) for k in BATCH_KEYS}
+
+    def step(self, batch: Mapping[str, np.ndarray]) -> StepMetrics:
+        batch = self.put_batch(batch)
+        key = tuple(batch[k].shape for k in BATCH_KEYS)
+        if key not in self._compiled:
+            compiled = self._step.lower(self.state, self.frozen, batch).compile()
+            cost = compiled.cost_analysis()
+            cost = cost[0] if isinstance(cost, list | tuple) else cost
+            self._compiled[key] = compiled, (float(cost["flops"]) if cost and "flops" in cost else None)
+        compiled, self.flops_per_step = self._compiled[key]
+        start = time.perf_counter()
+        self.state, metrics = compiled(self.state, self.frozen, batch)
+        metrics = jax.device_get(metrics)
+        return StepMetrics(float(metrics["loss"]), float(metrics["grad_norm"]), float(metrics["lr"]), time.perf_counter() - start)
+
+    @property
+    def step_count(self) -> int:
+        return int(self.state["step"])
+
+    def model(self, use_ema: bool = False) -> nnx.Module:
+        """The model with the current (or EMA) trained parameters."""
+        params = self.state["ema"] if use_ema else self.state["params"]
+        return nnx.merge(self.graphdef, params, self.frozen)

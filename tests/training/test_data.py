@@ -1,0 +1,140 @@
+"""Data: ArrayRecord shards per bucket, the Grain pipeline (buckets never mixed, per-host
+shards disjoint and complete, deterministic shuffles, resumable iterator), and preparation
+from a folder of videos/images with the tiny VAE and a stand-in text encoder."""
+
+import dataclasses
+
+import av
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from configs import load_config
+from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
+from hyv_jax.training.data_pipeline import training_batches
+from hyv_jax.training.data_preparation import Buckets, fit_clip, folder_items, prepare_dataset
+from hyv_jax.training.latent_records import write_records
+
+
+def _example(i, shape):
+    return {"latents": np.full(shape, i, np.float32), "text_states": np.full((6, 32), i, np.float32),
+            "text_mask": np.ones(6, np.int32), "text_pooled": np.full(16, i, np.float32)}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    # ids 0..11 in a (2,4,4) bucket, 12..19 in a (1,8,8) bucket, several shards each
+    write_records(root, [_example(i, (2, 4, 4, 4) if i < 12 else (1, 8, 8, 4)) for i in range(20)], shard_size=5)
+    return root
+
+
+def _ids(batch):
+    return [int(v) for v in batch["latents"].reshape(len(batch["latents"]), -1)[:, 0]]
+
+
+def test_batches_keep_buckets_apart_and_cover_an_epoch(shards):
+    it = training_batches(shards, 4, seed=0)
+    seen = []
+    for _ in range(5):  # 3 + 2 batches = one epoch of both buckets
+        b = next(it)
+        ids = _ids(b)
+        assert all(i < 12 for i in ids) or all(i >= 12 for i in ids), ids
+        assert b["latents"].shape[1:] == ((2, 4, 4, 4) if ids[0] < 12 else (1, 8, 8, 4))
+        np.testing.assert_array_equal(b["text_pooled"][:, 0], ids)
+        seen += ids
+    assert sorted(seen) == list(range(20)), "one epoch shows every clip once"
+
+
+def test_shuffle_is_deterministic_and_state_resumes(shards):
+    a = [_ids(next(training_batches(shards, 4, seed=5))) for _ in range(2)]
+    assert a[0] == a[1]
+    first = [_ids(b) for b, _ in zip(training_batches(shards, 4, seed=5), range(6))]
+    other = [_ids(b) for b, _ in zip(training_batches(shards, 4, seed=6), range(6))]
+    assert first != other
+    it = training_batches(shards, 4, seed=5)
+    for _ in range(3):
+        next(it)
+    state = it.get_state()
+    it2 = training_batches(shards, 4, seed=5)
+    it2.set_state(state)
+    assert [_ids(next(it2)) for _ in range(3)] == first[3:]
+
+
+def test_hosts_get_disjoint_complete_shares(shards):
+    per_host = []
+    for p in range(2):
+        it = training_batches(shards, 4, seed=1, process_index=p, process_count=2)
+        ids = []
+        for _ in range(5):  # local batch 2: 3 + 2 batches per host and epoch
+            ids += _ids(next(it))
+        per_host.append(set(ids))
+    assert not per_host[0] & per_host[1]
+    assert per_host[0] | per_host[1] == set(range(20))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Embeddings:
+    states: np.ndarray
+    mask: np.ndarray
+    pooled: np.ndarray
+
+
+class _StandInEncoder:
+    """The TextEncoder contract (encode(prompts, mode) -> states/mask/pooled) from a hash."""
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, prompts, *, mode="video"):
+        self.calls.append((tuple(prompts), mode))
+        seeds = [sum(map(ord, p)) for p in prompts]
+        states = np.stack([np.random.default_rng(s).normal(size=(6, 32)) for s in seeds]).astype(np.float32)
+        return _Embeddings(states, np.ones((len(prompts), 6), np.int32), states[:, 0, :16].copy())
+
+
+def _write_mp4(path, frames):
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+
+
+def test_prepare_folder_with_vae_and_text_encoder(tmp_path):
+    src = tmp_path / "media"
+    src.mkdir()
+    r = np.random.default_rng(0)
+    _write_mp4(src / "clip.mp4", r.integers(0, 255, (7, 24, 24, 3), dtype=np.uint8))
+    _write_mp4(src / "short.mp4", r.integers(0, 255, (3, 24, 24, 3), dtype=np.uint8))
+    image = r.integers(0, 255, (20, 40, 3), dtype=np.uint8)
+    Image.fromarray(image).save(src / "wide.png")
+    for name, cap in (("clip", "a red circle moving left"), ("short", "too short"), ("wide", "a blue square")):
+        (src / f"{name}.txt").write_text(cap)
+
+    vae = CausalVideoVAE(VAEConfig.from_mapping(load_config("configs/tiny.py").vae), rngs=nnx.Rngs(0))
+    text = _StandInEncoder()
+    buckets = Buckets(resolutions=((16, 16), (16, 32)), frames=(1, 5))
+    index = prepare_dataset(folder_items(src), tmp_path / "out", vae=vae, text_encoder=text, buckets=buckets, log=lambda _: None)
+    assert {k: v["count"] for k, v in index["buckets"].items()} == {"t2_h2_w2": 1, "t1_h2_w2": 1, "t1_h2_w4": 1}  # 3 frames -> 1
+    assert sorted(text.calls) == [(("a blue square",), "image"), (("a red circle moving left",), "video"), (("too short",), "image")]
+
+    it = training_batches(tmp_path / "out", 1, seed=0)
+    got = [next(it) for _ in range(3)]
+    wide = next(b for b in got if b["latents"].shape[1:4] == (1, 2, 4))
+    # the image: 20x40 -> 16x32 (aspect 2 bucket), encoded as posterior mean x scaling factor
+    clip = fit_clip(image[None], buckets)
+    assert clip.shape == (1, 16, 32, 3)
+    mean, _ = vae.encode(clip[None].astype(np.float32) / 127.5 - 1.0)
+    np.testing.assert_allclose(wide["latents"][0], np.asarray(mean[0]) * vae.config.scaling_factor, rtol=1e-5, atol=1e-6)
+    expect = text.encode(["a blue square"])
+    np.testing.assert_array_equal(wide["text_states"][0], expect.states[0])
+    np.testing.assert_array_equal(wide["text_pooled"][0], expect.pooled[0])
+
+
+def test_folder_without_captions_is_refused(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(FileNotFoundError, match="captions missing"):
+        list(folder_items(tmp_path))

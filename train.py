@@ -1,0 +1,172 @@
+"""Train or fine-tune the HunyuanVideo transformer with flow matching, and prepare its data.
+
+Commands
+  train        (default) full or LoRA training on cached latents, sharded over a mesh, resumable
+  prepare      videos/images + captions -> cached-latent ArrayRecord shards (VAE + text encoders)
+  export-lora  a LoRA checkpoint -> diffusers/peft .safetensors (HunyuanVideoLoraLoaderMixin)
+
+Full training (all transformer weights; from scratch, or from a converted checkpoint):
+  python train.py train --config configs/tiny.py --data data/shards --workdir runs/tiny \\
+      --config.training.steps=2000 --config.training.batch_size=8 --config.training.optimizer.lr=3e-4
+  13B full fine-tuning needs FSDP over many devices: --config.training.mesh.data=1
+  --config.training.mesh.fsdp=-1 --init ckpts/hyv_jax/transformer --config.transformer.param_dtype=float32
+  (mesh axes data/fsdp/context/tensor; -1 takes the remaining devices; the batch splits over
+  data x fsdp)
+LoRA (only the adapters train and are saved; rank/alpha/targets in training.lora):
+  python train.py train --config configs/hunyuan_video_t2v.py --init ckpts/hyv_jax/transformer \\
+      --data data/shards --workdir runs/lora --config.training.lora.enabled=True \\
+      --config.training.lora.rank=32 --config.transformer.remat=full
+  writes runs/lora/final/lora.safetensors (diffusers naming) and the merged transformer.
+Mixed precision: --config.transformer.dtype (compute) and --config.transformer.param_dtype
+  (master weights; float32 with bfloat16 compute is the usual choice for full training).
+Remat: --config.transformer.remat=none|full|dots|dots_no_batch (per scanned block).
+Resume: checkpoints go to WORKDIR/checkpoints every training.checkpoint.every steps (async,
+  atomic, newest training.checkpoint.keep kept) with the optimizer, step, RNG and data-iterator
+  state; `--resume` continues bit-exactly from the newest, `--resume_step N` from step N (a
+  damaged newest checkpoint is refused with the earlier steps named).
+Logs: a progress bar, and TensorBoard scalars (loss, grad_norm, lr, step time, samples/s, MFU)
+  in WORKDIR/tensorboard.
+
+Data preparation (a folder where x.mp4 / x.png has its caption in x.txt, or a TFDS source):
+  python train.py prepare --config configs/hunyuan_video_t2v.py --input videos/ --out data/shards \\
+      --vae ckpts/hyv_jax/vae --llm_dir ckpts/hyv_jax/llm --clip_dir ckpts/hyv_jax/clip \\
+      --resolutions 544x960 960x544 720x720 --frames 1 33 65 129
+  python train.py prepare ... --tfds NAME:SPLIT --tfds_media_key video --tfds_caption_key caption
+  python train.py prepare --config configs/tiny.py --procedural 2000 --resolutions 32x32 --frames 9 ...
+      (the procedural scenes the embedded tiny default trains on)
+Each clip goes to the bucket of nearest aspect ratio and the longest frame count it fills.
+
+Config overrides: --config.key.path=value (Python literals), e.g. --config.training.lora.rank=16.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from configs import load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    t = sub.add_parser("train", help="full or LoRA training (the default command)")
+    t.add_argument("--config", default="configs/tiny.py", help="model config file")
+    t.add_argument("--data", required=True, help="folder of cached-latent shards (from `prepare`)")
+    t.add_argument("--workdir", required=True, help="checkpoints/, tensorboard/ and final/ go here")
+    t.add_argument("--init", help="converted transformer checkpoint to start from (required for LoRA)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    t.add_argument("--resume_step", type=int, help="continue from this checkpoint step")
+
+    p = sub.add_parser("prepare", help="videos/images with captions -> cached-latent shards")
+    p.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config (vae and text_encoder sections)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="folder of media files, each with a .txt caption")
+    src.add_argument("--tfds", help="TensorFlow Datasets source NAME[:SPLIT] (default split: train)")
+    src.add_argument("--procedural", type=int, metavar="N",
+                     help="N procedural scenes (coloured shapes moving in captioned directions; held-out prompts "
+                          "excluded) at the first --resolutions entry and the longest --frames")
+    p.add_argument("--tfds_media_key", default="video")
+    p.add_argument("--tfds_caption_key", default="caption")
+    p.add_argument("--tfds_data_dir")
+    p.add_argument("--out", required=True, help="output folder (must not hold a dataset yet)")
+    p.add_argument("--vae", required=True, help="converted VAE checkpoint folder")
+    p.add_argument("--llm_dir", help="converted LLM text encoder folder (None: random, tiny config only)")
+    p.add_argument("--clip_dir", help="converted CLIP text encoder folder (None: random, tiny config only)")
+    p.add_argument("--resolutions", nargs="+", default=["544x960", "960x544", "720x720"], help="HEIGHTxWIDTH buckets")
+    p.add_argument("--frames", nargs="+", type=int, default=[1, 33, 65, 129], help="frame-count buckets (1+4k)")
+    p.add_argument("--shard_size", type=int, default=1024)
+
+    e = sub.add_parser("export-lora", help="LoRA training checkpoint -> diffusers .safetensors")
+    e.add_argument("--config", default="configs/hunyuan_video_t2v.py")
+    e.add_argument("--workdir", required=True)
+    e.add_argument("--init", required=True, help="the converted base transformer the LoRA was trained on")
+    e.add_argument("--step", type=int, help="checkpoint step (default: newest)")
+    e.add_argument("--out", required=True, help="output .safetensors path")
+    return parser
+
+
+def _train(args, config) -> None:
+    from hyv_jax.parallel.logical_axes import make_mesh
+    from hyv_jax.training.build import build_trainer, save_trained
+    from hyv_jax.training.checkpointing import TrainCheckpoints
+    from hyv_jax.training.data_pipeline import training_batches
+    from hyv_jax.training.loop import resume, train
+    from hyv_jax.training.metrics_log import MetricsLog
+
+    tc = config.training
+    workdir = Path(args.workdir)
+    mesh = make_mesh(dict(tc.mesh))
+    trainer = build_trainer(config, mesh, args.init)
+    batches = training_batches(args.data, tc.batch_size, seed=tc.data.shuffle_seed,
+                               num_epochs=None if tc.data.num_epochs < 0 else tc.data.num_epochs)
+    checkpoints = TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save)
+    if args.resume or args.resume_step is not None:
+        resume(trainer, checkpoints, batches, args.resume_step)
+    elif checkpoints.steps():
+        raise SystemExit(f"{workdir}/checkpoints holds steps {checkpoints.steps()}: pass --resume to continue, or use a new --workdir")
+    log = MetricsLog(workdir / "tensorboard", tc.steps, trainer.step_count)
+    try:
+        history = train(trainer, batches, steps=tc.steps, checkpoints=checkpoints, checkpoint_every=tc.checkpoint.every,
+                        log=log, log_every=tc.log_every, meta={"config": config.to_json()})
+    finally:
+        log.close()
+    written = save_trained(trainer, workdir / "final", use_ema=tc.ema_decay > 0)
+    if history:
+        print(f"step {history[-1]['step']}: loss {history[-1]['loss']:.4f}")
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+
+
+def _prepare(args, config) -> None:
+    from hyv_jax.convert.vae_checkpoint import restore_vae
+    from hyv_jax.training.data_preparation import Buckets, folder_items, parse_resolutions, prepare_dataset, tfds_items
+    from hyv_jax.training.procedural_scenes import scene_items
+
+    try:
+        from hyv_jax.models.text.text_encoder import TextEncoder
+    except ImportError as e:
+        raise SystemExit(f"the text encoders (hyv_jax.models.text) are not available: {e}") from e
+    vae = restore_vae(args.vae)
+    text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir)
+    buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
+    if args.input:
+        items = folder_items(args.input)
+    elif args.procedural:
+        (height, width), frames = buckets.resolutions[0], max(buckets.frames)
+        items = scene_items(args.procedural, frames=frames, height=height, width=width)
+    else:
+        name, _, split = args.tfds.partition(":")
+        items = tfds_items(name, split or "train", args.tfds_media_key, args.tfds_caption_key, args.tfds_data_dir)
+    index = prepare_dataset(items, args.out, vae=vae, text_encoder=text, buckets=buckets, shard_size=args.shard_size)
+    for name, info in index["buckets"].items():
+        print(f"{name}: {info['count']} clips")
+
+
+def _export_lora(args, config) -> None:
+    from hyv_jax.convert.safetensors_io import write_safetensors
+    from hyv_jax.parallel.logical_axes import make_mesh
+    from hyv_jax.training.build import build_trainer
+    from hyv_jax.training.checkpointing import TrainCheckpoints, abstract_like
+    from hyv_jax.training.lora_diffusers import export_lora
+
+    config.training.lora.enabled = True
+    trainer = build_trainer(config, make_mesh(dict(config.training.mesh)), args.init)
+    state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step)
+    trainer.state = state
+    write_safetensors(args.out, export_lora(trainer.model()))
+    print(f"wrote {args.out}")
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("train", "prepare", "export-lora", "-h", "--help"):
+        argv = ["train", *argv]
+    args, rest = _parser().parse_known_args(argv)
+    bad = [a for a in rest if not a.startswith("--config.")]
+    if bad:
+        raise SystemExit(f"unknown arguments {bad}; config overrides look like --config.training.steps=100")
+    config = load_config(args.config, [a.removeprefix("--config.") for a in rest])
+    {"train": _train, "prepare": _prepare, "export-lora": _export_lora}[args.command](args, config)
+
+
+if __name__ == "__main__":
+    main()
