@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args, config) -> None:
-    from hyv_jax.parallel.logical_axes import make_mesh
+    from hyv_jax.parallel.mesh import make_mesh
     from hyv_jax.training.build import build_trainer, save_trained
     from hyv_jax.training.checkpointing import TrainCheckpoints
     from hyv_jax.training.data_pipeline import training_batches
@@ -143,7 +143,7 @@ def _prepare(args, config) -> None:
 
 def _export_lora(args, config) -> None:
     from hyv_jax.convert.safetensors_io import write_safetensors
-    from hyv_jax.parallel.logical_axes import make_mesh
+    from hyv_jax.parallel.mesh import make_mesh
     from hyv_jax.training.build import build_trainer
     from hyv_jax.training.checkpointing import TrainCheckpoints, abstract_like
     from hyv_jax.training.lora_diffusers import export_lora

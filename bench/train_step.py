@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from configs import load_config  # noqa: E402
 from hyv_jax.convert.transformer_checkpoint import abstract_transformer  # noqa: E402
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig  # noqa: E402
-from hyv_jax.parallel.logical_axes import make_mesh, param_shardings  # noqa: E402
+from hyv_jax.parallel.logical_axes import param_shardings  # noqa: E402
+from hyv_jax.parallel.mesh import make_mesh  # noqa: E402
 from hyv_jax.training.lora import inject_lora  # noqa: E402
 from hyv_jax.training.metrics_log import peak_flops  # noqa: E402
 from hyv_jax.training.trainer import Trainer  # noqa: E402

@@ -9,7 +9,7 @@ from jax.sharding import Mesh
 
 from configs import load_config
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
-from hyv_jax.parallel.logical_axes import make_mesh
+from hyv_jax.parallel.mesh import make_mesh
 from hyv_jax.training.checkpointing import TrainCheckpoints
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
