@@ -1,0 +1,1 @@
+"""PyTorch checkpoints <-> hyv_jax parameters, and Orbax I/O."""

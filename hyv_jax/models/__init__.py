@@ -1,0 +1,1 @@
+"""Model definitions: the MMDiT, the causal 3D VAE, text encoders, HunyuanCustom."""
