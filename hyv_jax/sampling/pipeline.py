@@ -10,13 +10,16 @@ import dataclasses
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
+from hyv_jax.convert.checkpoint_source import from_arrays
+from hyv_jax.convert.model_state import param_shapes, params_tree
 from hyv_jax.convert.orbax_io import INFO_FILE
-from hyv_jax.convert.transformer_checkpoint import abstract_transformer, restore_transformer
-from hyv_jax.convert.vae_checkpoint import abstract_vae, restore_vae
+from hyv_jax.convert.transformer_checkpoint import abstract_transformer, export_torch_transformer, read_torch_transformer, restore_transformer
+from hyv_jax.convert.vae_checkpoint import abstract_vae, export_torch_vae, read_torch_vae, restore_vae
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
 from hyv_jax.sampling.denoise import DenoiseStep, denoise
@@ -74,18 +77,40 @@ class Videos:
     seeds: list[int]
 
 
-def _random_model(abstract: nnx.Module, build) -> nnx.Module:
-    # one compiled init instead of op-by-op initialisers (seconds on CPU)
-    graphdef, _ = nnx.split(abstract)
-    return nnx.merge(graphdef, jax.jit(lambda: nnx.state(build()))())
+def random_torch_values(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
+    """The fixtures' random init in PyTorch naming, walked in order: matrices and kernels
+    N(0, 1/fan_in) with fan_in = prod(shape[1:]), biases N(0, 0.1^2), other vectors
+    1 + N(0, 0.1^2). Nothing is zero, so every path of the model matters."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for name, shape in shapes.items():
+        draw = rng.standard_normal(shape, dtype=np.float32)
+        if len(shape) >= 2:
+            values[name] = draw / np.float32(np.sqrt(np.prod(shape[1:])))
+        else:
+            values[name] = np.float32(0.1) * draw + np.float32(0.0 if name.endswith("bias") else 1.0)
+    return values
+
+
+def _random_model(abstract: nnx.Module, export, read, param_dtype: str, seed: int) -> nnx.Module:
+    # Through the PyTorch layout, where fan-in is unambiguous, and in numpy: a jitted or eager
+    # flax init of even the tiny models takes tens of seconds on a CPU.
+    graphdef, state = nnx.split(abstract)
+    zeros = {p: np.zeros(s, np.float32) for p, s in param_shapes(abstract).items()}
+    torch_shapes = {name: v.shape for name, v in export(zeros).items()}
+    flat = read(from_arrays(random_torch_values(torch_shapes, seed)), jnp.dtype(param_dtype))
+    nnx.replace_by_pure_dict(state, params_tree({p: jnp.asarray(v) for p, v in flat.items()}))
+    return nnx.merge(graphdef, state)
 
 
 def random_transformer(config: TransformerConfig, seed: int = 0) -> HunyuanVideoTransformer:
-    return _random_model(abstract_transformer(config), lambda: HunyuanVideoTransformer(config, rngs=nnx.Rngs(seed)))
+    return _random_model(abstract_transformer(config), lambda flat: export_torch_transformer(flat, config),
+                         lambda source, dtype: read_torch_transformer(source, config, dtype), config.param_dtype, seed)
 
 
 def random_vae(config: VAEConfig, seed: int = 0) -> CausalVideoVAE:
-    return _random_model(abstract_vae(config), lambda: CausalVideoVAE(config, rngs=nnx.Rngs(seed)))
+    return _random_model(abstract_vae(config), lambda flat: export_torch_vae(flat, config),
+                         lambda source, dtype: read_torch_vae(source, config, dtype), config.param_dtype, seed)
 
 
 class TextToVideoPipeline:
