@@ -1,6 +1,7 @@
 """The denoising loop: one Euler step of the transformer's flow, compiled once and reused for
-every step (jax.jit over the split (graphdef, state); the step index and the schedule are
-arrays, so nothing retraces), with a progress bar showing the step rate."""
+every step (jax.jit over the split (graphdef, state); timestep and sigmas enter as float32
+scalars, so neither the step nor the number of steps retraces), with a progress bar showing
+the step rate."""
 
 from typing import TYPE_CHECKING
 
@@ -29,19 +30,18 @@ class DenoiseStep:
         self.traces = 0
         self._jitted = jax.jit(self._step)
 
-    def _step(self, state, latents, index, sigmas, timesteps, text_states, text_mask, pooled, guidance, cfg_scale):
+    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale):
         self.traces += 1
         model = nnx.merge(self.graphdef, state)
         true_cfg = text_states.shape[0] == 2 * latents.shape[0]
         x = jnp.concatenate([latents, latents]) if true_cfg else latents
-        t = jnp.broadcast_to(timesteps[index], (x.shape[0],))
-        velocity = model(x, t, text_states, text_mask, pooled, guidance)
+        velocity = model(x, jnp.broadcast_to(t, (x.shape[0],)), text_states, text_mask, pooled, guidance)
         if true_cfg:
             velocity = combine_cfg(velocity, cfg_scale)
-        return euler_step(latents, velocity, sigmas[index], sigmas[index + 1])
+        return euler_step(latents, velocity, sigma, sigma_next)
 
-    def __call__(self, latents, index, sigmas, timesteps, text_states, text_mask, pooled, guidance, cfg_scale) -> jax.Array:
-        return self._jitted(self.state, latents, index, sigmas, timesteps, text_states, text_mask, pooled, guidance, cfg_scale)
+    def __call__(self, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale) -> jax.Array:
+        return self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale)
 
 
 def denoise(step: DenoiseStep, noise: jax.Array, schedule: FlowSchedule, text: "PromptEmbeddings", guidance: np.ndarray | None,
@@ -52,12 +52,11 @@ def denoise(step: DenoiseStep, noise: jax.Array, schedule: FlowSchedule, text: "
     batch = noise.shape[0]
     if text.states.shape[0] not in (batch, 2 * batch):
         raise ValueError(f"text batch {text.states.shape[0]} must be the video batch {batch}, or twice it ([negative, positive]) for CFG")
-    # on device once: only the step index changes between steps
-    args = jax.device_put((jnp.asarray(schedule.sigmas), jnp.asarray(schedule.timesteps), text.states, text.mask, text.pooled, guidance,
-                           jnp.float32(cfg_scale)))
-    sigmas, timesteps, states, mask, pooled, guidance, scale = args
+    # on device once; per step only three float32 scalars travel
+    states, mask, pooled, guidance, scale = jax.device_put((text.states, text.mask, text.pooled, guidance, np.float32(cfg_scale)))
     latents = jnp.asarray(noise, jnp.float32)
+    sigmas, timesteps = schedule.sigmas, schedule.timesteps
     for i in tqdm(range(schedule.steps), desc="denoising", unit="step", disable=not progress):
         # blocking each step makes the bar's rate the real compute rate (dispatch is async)
-        latents = step(latents, jnp.int32(i), sigmas, timesteps, states, mask, pooled, guidance, scale).block_until_ready()
+        latents = step(latents, timesteps[i], sigmas[i], sigmas[i + 1], states, mask, pooled, guidance, scale).block_until_ready()
     return latents
