@@ -19,6 +19,7 @@ setup(
         "ml-collections",
         "ml-dtypes",
         "tqdm",
+        "av",
     ],
     extras_require={
         "test": [

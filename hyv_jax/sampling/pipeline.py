@@ -47,12 +47,6 @@ class ModelPaths:
     def check(self, allow_random_weights: bool) -> None:
         """Fails, saying what to do, on absent folders or tokenizers, or on missing checkpoints
         for a config that must not run with random weights. Reads no weights."""
-        if self.missing() and not allow_random_weights:
-            raise ValueError(
-                f"this model config needs converted checkpoints, missing: {', '.join(self.missing())}; convert them with "
-                "`python convert_torch_weights.py to-jax --model <transformer|vae|llm|clip> ...` and pass the folders "
-                "(or use configs/tiny.py, which runs with random weights)"
-            )
         for name in ("transformer", "vae", "llm", "clip"):
             folder = getattr(self, name)
             if folder is None:
@@ -68,6 +62,12 @@ class ModelPaths:
                     f"{name} folder {folder} has no {TOKENIZER_FILE}; copy the tokenizer.json of the Hugging Face "
                     f"model folder into it (convert_torch_weights.py --model {name} does this)"
                 )
+        if self.missing() and not allow_random_weights:
+            raise ValueError(
+                f"this model config needs converted checkpoints, missing: {', '.join(self.missing())}; convert them with "
+                "`python convert_torch_weights.py to-jax --model <transformer|vae|llm|clip> ...` and pass the folders "
+                "(or use configs/tiny.py, which runs with random weights)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
