@@ -116,8 +116,12 @@ def main():
             transformer=diffusers_model(tc, params_to_numpy(pipeline.transformer), device),
             vae=diffusers_vae(vc, params_to_numpy(pipeline.vae), device), scheduler=FlowMatchEulerDiscreteScheduler(shift=options.flow_shift))
         reference.set_progress_bar_config(disable=True)
-        if options.vae_tiling:
-            reference.vae.enable_tiling()
+        if options.vae_tiling:  # the config's tiles (diffusers' stride is ours)
+            reference.vae.enable_tiling(
+                tile_sample_min_height=vc.tile_sample_size, tile_sample_min_width=vc.tile_sample_size,
+                tile_sample_min_num_frames=vc.tile_sample_frames, tile_sample_stride_height=int(vc.tile_sample_size * (1 - vc.tile_overlap)),
+                tile_sample_stride_width=int(vc.tile_sample_size * (1 - vc.tile_overlap)),
+                tile_sample_stride_num_frames=int(vc.tile_sample_frames * (1 - vc.tile_overlap)))
         stamps = []
 
         def stamp(pipe, i, t, kwargs):

@@ -124,3 +124,16 @@ def test_one_frame_uses_the_image_template(pipeline):
 def test_bad_options(kw, message):
     with pytest.raises(ValueError, match=message):
         SamplingOptions(**kw)
+
+
+def test_progress_bar_shows_the_step_rate(pipeline, capsys):
+    pipeline(" a cat", OPTIONS)
+    err = capsys.readouterr().err
+    assert "denoising" in err and "3/3" in err and ("s/step" in err or "step/s" in err), err
+
+
+def test_text_batch_must_match_the_noise(pipeline):
+    text = pipeline.encode_prompt("a cat", dataclasses.replace(OPTIONS, num_videos=3))
+    noise, _ = pipeline.noise(OPTIONS)
+    with pytest.raises(ValueError, match="text batch 3 must be the video batch 1"):
+        pipeline.sample_latents(text, noise, OPTIONS)
