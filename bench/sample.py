@@ -65,12 +65,14 @@ class TimedStep:
 
 
 def run_ours(pipeline, text, noise, options):
-    """(end-to-end seconds, per-step seconds, frames)."""
+    """(end-to-end seconds, per-step seconds, decode seconds, frames)."""
     timed = pipeline.step = TimedStep(pipeline.step.step if isinstance(pipeline.step, TimedStep) else pipeline.step)
     start = time.perf_counter()
     latents = pipeline.sample_latents(text, noise, options, progress=False)
+    decode_start = time.perf_counter()
     frames = to_uint8(pipeline.decode(latents, options))
-    return time.perf_counter() - start, timed.times, frames
+    end = time.perf_counter()
+    return end - start, timed.times, end - decode_start, frames
 
 
 def main():
@@ -100,11 +102,12 @@ def main():
     noise, _ = pipeline.noise(options)
     noise = np.asarray(noise)
 
-    cold, _, frames = run_ours(pipeline, text, noise, options)
-    warm, step_times, frames = run_ours(pipeline, text, noise, options)
-    print(f"device {jax.devices()[0].device_kind}; config {args.config}; {args.frames}x{args.height}x{args.width}, {args.steps} steps, "
-          f"text {args.text_len}, cfg {args.cfg_scale}; step traced {pipeline.step.step.traces}x")
-    rows = [("hyv_jax", statistics.median(step_times), cold, warm)]
+    cold, cold_steps, cold_decode, frames = run_ours(pipeline, text, noise, options)
+    warm, step_times, decode, frames = run_ours(pipeline, text, noise, options)
+    print(f"device {jax.devices()[0].device_kind}; config {args.config} {' '.join(rest)}; {args.frames}x{args.height}x{args.width}, "
+          f"{args.steps} steps, text {args.text_len}, cfg {args.cfg_scale}; step traced {pipeline.step.step.traces}x; "
+          f"hyv_jax first run: first step {cold_steps[0]:.1f} s, decode {cold_decode:.1f} s (compiles included)")
+    rows = [("hyv_jax", statistics.median(step_times), decode, cold, warm)]
 
     if not args.no_diffusers:
         import torch
@@ -144,20 +147,22 @@ def main():
                                 height=options.height, width=options.width, num_frames=options.frames, num_inference_steps=options.steps,
                                 guidance_scale=options.embedded_guidance, latents=t(np.moveaxis(noise, -1, 1)), output_type="np",
                                 return_dict=False, callback_on_step_end=stamp, **cfg)[0]
-            return time.perf_counter() - start, np.diff(stamps), (out * 255).astype(np.uint8)
+            end = time.perf_counter()
+            return end - start, np.diff(stamps), end - stamps[-1], (out * 255).astype(np.uint8)
 
-        ref_cold, _, ref_frames = run_reference()
-        ref_warm, ref_steps, ref_frames = run_reference()
-        rows.append(("diffusers", statistics.median(ref_steps), ref_cold, ref_warm))
+        ref_cold, _, _, ref_frames = run_reference()
+        ref_warm, ref_steps, ref_decode, ref_frames = run_reference()
+        rows.append(("diffusers", statistics.median(ref_steps), ref_decode, ref_cold, ref_warm))
         off = np.abs(frames.astype(int) - ref_frames.astype(int))
         print(f"uint8 frames vs diffusers: max difference {off.max()}, {np.count_nonzero(off)} of {off.size} values differ")
 
-    print("| implementation | median s/step | end to end, first run (incl. compile) s | end to end, second run s | step speed vs diffusers | second run vs diffusers |")
-    print("|---|---|---|---|---|---|")
+    print("| implementation | median s/step | decode + uint8 s | end to end, first run (incl. compile) s | end to end, second run s "
+          "| step speed vs diffusers | second run vs diffusers |")
+    print("|---|---|---|---|---|---|---|")
     ref = rows[-1] if len(rows) > 1 else None
-    for name, step, cold, warm in rows:
-        ratios = (f"{ref[1] / step:.2f}x", f"{ref[3] / warm:.2f}x") if ref else ("-", "-")
-        print(f"| {name} | {step:.4f} | {cold:.2f} | {warm:.2f} | {ratios[0]} | {ratios[1]} |")
+    for name, step, dec, cold, warm in rows:
+        ratios = (f"{ref[1] / step:.2f}x", f"{ref[4] / warm:.2f}x") if ref else ("-", "-")
+        print(f"| {name} | {step:.4f} | {dec:.2f} | {cold:.2f} | {warm:.2f} | {ratios[0]} | {ratios[1]} |")
 
 
 if __name__ == "__main__":
