@@ -12,6 +12,7 @@ setup(
         "optax",
         "orbax-checkpoint>=0.12",
         "grain",
+        "av",
         "einops",
         "tensorflow-datasets",
         "numpy",
@@ -19,7 +20,6 @@ setup(
         "ml-collections",
         "ml-dtypes",
         "tqdm",
-        "av",
     ],
     extras_require={
         "test": [

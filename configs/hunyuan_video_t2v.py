@@ -27,6 +27,22 @@ def get_config() -> ml_collections.ConfigDict:
             attention_impl="xla",
         )
     )
+    # upstream sample_video.py's defaults (hyv_jax.sampling.options.SamplingOptions)
+    config.sampling = ml_collections.ConfigDict(
+        dict(
+            height=720,
+            width=1280,
+            frames=129,
+            steps=50,
+            flow_shift=7.0,
+            embedded_guidance=6.0,
+            cfg_scale=1.0,
+            noise_dtype="float16",
+            sigma_spacing="official",
+            vae_tiling=True,
+        )
+    )
+    config.allow_random_weights = False  # sampling needs converted checkpoints
     config.vae = ml_collections.ConfigDict(
         dict(
             in_channels=3,
@@ -48,20 +64,4 @@ def get_config() -> ml_collections.ConfigDict:
             param_dtype="bfloat16",
         )
     )
-    # upstream sample_video.py's defaults (hyv_jax.sampling.options.SamplingOptions)
-    config.sampling = ml_collections.ConfigDict(
-        dict(
-            height=720,
-            width=1280,
-            frames=129,
-            steps=50,
-            flow_shift=7.0,
-            embedded_guidance=6.0,
-            cfg_scale=1.0,
-            noise_dtype="float16",
-            sigma_spacing="official",
-            vae_tiling=True,
-        )
-    )
-    config.allow_random_weights = False  # sampling needs converted checkpoints
     return config
