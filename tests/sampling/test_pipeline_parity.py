@@ -83,13 +83,17 @@ def run_reference(reference, text: Embeddings, noise: np.ndarray, options: Sampl
     return channels_last(latents["last"].numpy()), frames
 
 
-def compare(name, ours_pipe, text, noise, options, ref_latents, ref_frames):
+def retraced(pipeline: TextToVideoPipeline) -> TextToVideoPipeline:
+    return TextToVideoPipeline(None, pipeline.transformer, pipeline.vae)
+
+
+def compare(name, ours_pipe, text, noise, options, ref_latents, ref_frames, tolerance=2e-5):
     latents = ours_pipe.sample_latents(text, noise, options, progress=False)
     _, rel = report(f"{name} latents", latents, ref_latents)
-    assert rel < 2e-5
+    assert rel < tolerance
     video = ours_pipe.decode(latents, options)
     err, _ = report(f"{name} frames [0, 1]", video, ref_frames)
-    assert err < 2e-5
+    assert err < tolerance
     ours_u8, ref_u8 = to_uint8(video).astype(int), (ref_frames * 255).astype(np.uint8).astype(int)
     off = np.abs(ours_u8 - ref_u8)
     print(f"{name} uint8 frames: {np.count_nonzero(off)} of {off.size} values differ, by at most {off.max()}")
@@ -105,10 +109,12 @@ def test_embedded_guidance_matches_diffusers(pipelines, monkeypatch):
     noise = np.random.default_rng(1).standard_normal((2, 3, 4, 6, 4)).astype(np.float32)
     ref_latents, ref_frames = run_reference(reference, text, noise, OPTIONS)
     assert ref_frames.shape == (2, 9, 32, 48, 3)
-    # torch's float32 timestep-frequency table (an ulp off on 2 entries, see test_transformer)
-    # makes both sides compute the same function; without it the gap is ~1e-5 relative
+    # our correctly rounded timestep-frequency table; torch's is an ulp off on 2 of its entries
+    # (see test_transformer), which the guidance input of 6000 amplifies
+    compare("embedded guidance 6.0, our frequency table", ours, text, noise, OPTIONS, ref_latents, ref_frames, tolerance=1e-4)
+    # with torch's table both sides compute the same function (a new pipeline: a new trace)
     monkeypatch.setattr(timestep, "timestep_frequencies", torch_timestep_frequencies)
-    compare("embedded guidance 6.0", ours, text, noise, OPTIONS, ref_latents, ref_frames)
+    compare("embedded guidance 6.0", retraced(ours), text, noise, OPTIONS, ref_latents, ref_frames)
 
 
 def test_true_cfg_matches_diffusers(pipelines, monkeypatch):
@@ -120,4 +126,4 @@ def test_true_cfg_matches_diffusers(pipelines, monkeypatch):
     noise = np.random.default_rng(4).standard_normal((2, 3, 4, 6, 4)).astype(np.float32)
     ref_latents, ref_frames = run_reference(reference, text, noise, options, negative)
     monkeypatch.setattr(timestep, "timestep_frequencies", torch_timestep_frequencies)
-    compare("true CFG 3.5 + embedded 6.0", ours, cfg_batch(negative, text), noise, options, ref_latents, ref_frames)
+    compare("true CFG 3.5 + embedded 6.0", retraced(ours), cfg_batch(negative, text), noise, options, ref_latents, ref_frames)
