@@ -8,9 +8,15 @@ Models (--model, default transformer); reads (layout detected from the key names
   transformer, diffusers layout: diffusion_pytorch_model.safetensors, or a folder / *.index.json
       of sharded safetensors (HunyuanVideoTransformer3DModel names);
   vae: hunyuan-video-t2v-720p/vae/pytorch_model.pt (optionally wrapped in "state_dict", names
-      optionally prefixed "vae.") or diffusers' vae/diffusion_pytorch_model.safetensors.
+      optionally prefixed "vae.") or diffusers' vae/diffusion_pytorch_model.safetensors;
+  llm: a Hugging Face folder (safetensors, single or sharded with the index json) of a Llama
+      (LlamaModel / LlamaForCausalLM) or the full LLaVA (llava-llama-3-8b-v1_1, either naming);
+      the language model up to the config's output_layer is kept, tokenizer files are copied;
+  clip: a CLIPModel (openai/clip-vit-large-patch14) or CLIPTextModel folder; the text model is
+      kept, tokenizer files are copied.
 Writes: an Orbax checkpoint folder (params/ + hyv_jax.json) in --dtype (default: bfloat16 for
-the transformer, float32 for the VAE). Tensors stream one at a time from memory-mapped files.
+the transformer and the text encoders, float32 for the VAE). Tensors stream one at a time from
+memory-mapped files.
 
 Export (to-torch): an Orbax checkpoint back to a .safetensors file in the original or the
 diffusers layout.
@@ -25,6 +31,8 @@ Examples:
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states_fp8.pt \\
       --fp8-map ckpts/.../mp_rank_00_model_states_fp8_map.pt --out ckpts/hyv_jax/transformer
   python convert_torch_weights.py to-jax --model vae --checkpoint ckpts/.../vae/pytorch_model.pt --out ckpts/hyv_jax/vae
+  python convert_torch_weights.py to-jax --model llm --checkpoint ckpts/text_encoder --out ckpts/hyv_jax/llm
+  python convert_torch_weights.py to-jax --model clip --checkpoint ckpts/text_encoder_2 --out ckpts/hyv_jax/clip
   python convert_torch_weights.py to-torch --orbax ckpts/hyv_jax/transformer --layout diffusers --out transformer.safetensors
 Config overrides: --config configs/tiny.py --config.transformer.hidden_size=64
 """
@@ -40,6 +48,7 @@ import numpy as np
 from configs import load_config
 from hyv_jax.convert.safetensors_io import write_safetensors
 from hyv_jax.convert.orbax_io import read_info
+from hyv_jax.convert.text_checkpoint import CLIP, LLM, convert_text, export_torch_text, read_converted_text
 from hyv_jax.convert.transformer_checkpoint import LAYOUTS, convert_transformer, export_torch_transformer, read_converted_transformer
 from hyv_jax.convert.transformer_checkpoint import MODEL_KIND as TRANSFORMER_KIND
 from hyv_jax.convert.vae_checkpoint import MODEL_KIND as VAE_KIND
@@ -70,6 +79,11 @@ MODELS = {
     "vae": Model(VAE_KIND, "vae", VAEConfig.from_mapping,
                  lambda path, config, out, *, dtype, fp8_map: convert_vae(path, config, out, dtype=dtype),
                  read_converted_vae, lambda flat, config, layout: export_torch_vae(flat, config), ("original",), "float32"),
+    **{spec.section: Model(spec.kind, "text_encoder", lambda section, s=spec: s.config_from_mapping(section[s.section]),
+                   lambda path, config, out, *, dtype, fp8_map, s=spec: convert_text(path, s, config, out, dtype=dtype),
+                   lambda directory, s=spec: read_converted_text(directory, s),
+                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "bfloat16")
+       for spec in (LLM, CLIP)},
 }
 
 

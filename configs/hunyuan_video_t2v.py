@@ -64,4 +64,42 @@ def get_config() -> ml_collections.ConfigDict:
             param_dtype="bfloat16",
         )
     )
+    # LLM: llava-llama-3-8b-v1_1's language model, hidden state after decoder layer 30 of 32
+    # (hidden_states[-3], no final norm); CLIP: openai/clip-vit-large-patch14's text model
+    config.text_encoder = ml_collections.ConfigDict(
+        dict(
+            llm=dict(
+                vocab_size=128320,
+                hidden_size=4096,
+                intermediate_size=14336,
+                num_layers=32,
+                heads=32,
+                kv_heads=8,
+                head_dim=128,
+                rope_theta=500000.0,
+                rope_scaling=None,
+                rms_norm_eps=1e-5,
+                output_layer=30,
+                dtype="bfloat16",
+                param_dtype="bfloat16",
+            ),
+            clip=dict(
+                vocab_size=49408,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_layers=12,
+                heads=12,
+                max_positions=77,
+                layer_norm_eps=1e-5,
+                hidden_act="quick_gelu",
+                eos_token_id=2,
+                dtype="bfloat16",
+                param_dtype="bfloat16",
+            ),
+            llm_max_length=351,  # 256 prompt tokens + the video template's 95
+            clip_max_length=77,
+            on_truncation="warn",  # or "error"
+            shipped_tokenizers=None,  # weights and tokenizers come from converted folders
+        )
+    )
     return config

@@ -30,4 +30,27 @@ def get_config():
         dtype="float32",
         param_dtype="float32",
     )
+    config.text_encoder.llm.update(
+        vocab_size=512,
+        hidden_size=32,  # = transformer.text_states_dim
+        intermediate_size=64,
+        num_layers=4,
+        heads=4,
+        kv_heads=2,
+        head_dim=8,
+        output_layer=2,
+        dtype="float32",
+        param_dtype="float32",
+    )
+    config.text_encoder.clip.update(
+        vocab_size=512,
+        hidden_size=16,  # = transformer.text_states_dim_2
+        intermediate_size=32,
+        num_layers=2,
+        heads=2,
+        dtype="float32",
+        param_dtype="float32",
+    )
+    # random weights with the small tokenizers in hyv_jax/assets/tiny_text (built by its build.py)
+    config.text_encoder.shipped_tokenizers = "tiny_text"
     return config

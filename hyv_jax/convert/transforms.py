@@ -35,6 +35,20 @@ class Copy:
 
 
 @dataclasses.dataclass(frozen=True)
+class Same:
+    """Same values in the same shape on both sides (embedding tables)."""
+
+    def torch_shape(self, shapes):
+        return tuple(shapes[0])
+
+    def to_jax(self, array, shapes):
+        return [array]
+
+    def to_torch(self, parts):
+        return parts[0]
+
+
+@dataclasses.dataclass(frozen=True)
 class Linear:
     """PyTorch (out, in) weight <-> kernel (*in_shape, *out_shape) with `n_in` input dims.
 

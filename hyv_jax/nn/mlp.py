@@ -11,6 +11,7 @@ from hyv_jax.nn.dense import Dense
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "silu": jax.nn.silu,
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),  # CLIP's GELU approximation
 }
 
 
