@@ -106,7 +106,7 @@ def writable_folder(folder: Path) -> Path:
 
 
 def output_name(prompt: str, seed: int, suffix: str) -> str:
-    words = re.sub(r"[^\w\-,. ]+", "", prompt)[:100].strip().replace(" ", "_") or "video"
+    words = re.sub(r"[^\w\- ]+", "", prompt)[:100].strip().replace(" ", "_") or "video"
     return f"{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}_{words}{suffix}"
 
 
@@ -117,7 +117,8 @@ def main(argv=None) -> list[Path]:
 
     o = p.options
     print(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
-          f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seeds {o.seed}..{o.seed + o.num_videos - 1}")
+          f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
+          f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
     if p.paths.missing():
         print(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
     pipeline = TextToVideoPipeline.from_config(p.config, p.paths)
