@@ -1,6 +1,6 @@
 """Context-parallel attention (Ulysses, ring, USP) on 8 simulated CPU devices equals plain
 attention, forward and gradients, for a length no device count divides and varied valid key
-lengths per sample."""
+lengths per sample; also with our Pallas kernels (interpreted) as the local attention."""
 
 import jax
 import jax.numpy as jnp
