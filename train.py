@@ -8,10 +8,11 @@ Commands
 Full training (all transformer weights; from scratch, or from a converted checkpoint):
   python train.py train --config configs/tiny.py --data data/shards --workdir runs/tiny \\
       --config.training.steps=2000 --config.training.batch_size=8 --config.training.optimizer.lr=3e-4
-  13B full fine-tuning needs FSDP over many devices: --config.training.mesh.data=1
-  --config.training.mesh.fsdp=-1 --init ckpts/hyv_jax/transformer --config.transformer.param_dtype=float32
-  (mesh axes data/fsdp/context/tensor; -1 takes the remaining devices; the batch splits over
-  data x fsdp)
+  13B full fine-tuning needs FSDP over many devices: --config.parallel.mesh.data=1
+  --config.parallel.mesh.fsdp=-1 --init ckpts/hyv_jax/transformer --config.transformer.param_dtype=float32
+  (the `parallel` section, shared with sampling: mesh axes data/fsdp/context/tensor, -1 takes
+  the remaining devices, the batch splits over data x fsdp; long videos split their tokens over
+  context with --config.parallel.mesh.context=4 --config.parallel.context_strategy=ulysses|ring|usp)
 LoRA (only the adapters train and are saved; rank/alpha/targets in training.lora):
   python train.py train --config configs/hunyuan_video_t2v.py --init ckpts/hyv_jax/transformer \\
       --data data/shards --workdir runs/lora --config.training.lora.enabled=True \\
@@ -86,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args, config) -> None:
-    from hyv_jax.parallel.mesh import make_mesh
+    from hyv_jax.parallel.mesh import initialize_distributed
+    from hyv_jax.parallel.plan import ParallelPlan
     from hyv_jax.training.build import build_trainer, save_trained
     from hyv_jax.training.checkpointing import TrainCheckpoints
     from hyv_jax.training.data_pipeline import training_batches
@@ -95,8 +97,8 @@ def _train(args, config) -> None:
 
     tc = config.training
     workdir = Path(args.workdir)
-    mesh = make_mesh(dict(tc.mesh))
-    trainer = build_trainer(config, mesh, args.init)
+    initialize_distributed(config.parallel)
+    trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
     batches = training_batches(args.data, tc.batch_size, seed=tc.data.shuffle_seed,
                                num_epochs=None if tc.data.num_epochs < 0 else tc.data.num_epochs)
     checkpoints = TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save)
@@ -143,13 +145,13 @@ def _prepare(args, config) -> None:
 
 def _export_lora(args, config) -> None:
     from hyv_jax.convert.safetensors_io import write_safetensors
-    from hyv_jax.parallel.mesh import make_mesh
+    from hyv_jax.parallel.plan import ParallelPlan
     from hyv_jax.training.build import build_trainer
     from hyv_jax.training.checkpointing import TrainCheckpoints, abstract_like
     from hyv_jax.training.lora_diffusers import export_lora
 
     config.training.lora.enabled = True
-    trainer = build_trainer(config, make_mesh(dict(config.training.mesh)), args.init)
+    trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
     state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step)
     trainer.state = state
     write_safetensors(args.out, export_lora(trainer.model()))

@@ -27,6 +27,7 @@ from hyv_jax.convert.transformer_checkpoint import abstract_transformer  # noqa:
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig  # noqa: E402
 from hyv_jax.parallel.logical_axes import param_shardings  # noqa: E402
 from hyv_jax.parallel.mesh import make_mesh  # noqa: E402
+from hyv_jax.parallel.plan import ParallelPlan  # noqa: E402
 from hyv_jax.training.lora import inject_lora  # noqa: E402
 from hyv_jax.training.metrics_log import peak_flops  # noqa: E402
 from hyv_jax.training.trainer import Trainer  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> None:
     if args.lora:
         lc = config.training.lora
         inject_lora(model, rank=lc.rank, alpha=lc.alpha, targets=tuple(lc.targets), rngs=nnx.Rngs(1))
-    trainer = Trainer(model, config.training, mesh, lora=args.lora)
+    trainer = Trainer(model, config.training, ParallelPlan(mesh), lora=args.lora)
     b = config.training.batch_size
     shape = (b, (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8, tcfg.in_channels)
     r = np.random.default_rng(0)

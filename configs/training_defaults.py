@@ -10,8 +10,7 @@ def get_training_config() -> ml_collections.ConfigDict:
         dict(
             seed=0,
             steps=1000,
-            batch_size=1,  # global batch, split over the mesh's data and fsdp axes
-            mesh=dict(data=-1, fsdp=1, context=1, tensor=1),
+            batch_size=1,  # global batch, split over the data and fsdp axes of config.parallel.mesh
             # flow matching: t = shift-warped sigmoid(N(time_mean, time_std)); loss weighting
             time_mean=0.0,
             time_std=1.0,

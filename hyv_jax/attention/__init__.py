@@ -90,9 +90,13 @@ IMPLEMENTATIONS = {
 }
 
 
-def _check(q, k, v, impl, table):
+def _check_impl(impl, table):
     if impl not in table:
         raise ValueError(f"unknown attention impl {impl!r}; choose one of {sorted(table)}")
+
+
+def _check(q, k, v, impl, table):
+    _check_impl(impl, table)
     if q.shape[-1] != k.shape[-1] or k.shape != v.shape:
         raise ValueError(f"attention shapes do not match: q {q.shape}, k {k.shape}, v {v.shape}")
 
@@ -123,8 +127,12 @@ def _xla_with_lse(q, k, v, kv_lengths):
     return xla_attention_with_lse(q, k, v, _key_mask(k, kv_lengths))
 
 
+def _auto_lse_impl() -> str:
+    return "pallas" if jax.default_backend() in ("gpu", "tpu") else "xla"
+
+
 def _auto_with_lse(q, k, v, kv_lengths):
-    return (_pallas_with_lse if jax.default_backend() in ("gpu", "tpu") else _xla_with_lse)(q, k, v, kv_lengths)
+    return WITH_LSE[_auto_lse_impl()](q, k, v, kv_lengths)
 
 
 WITH_LSE = {
@@ -152,3 +160,10 @@ def attention_with_lse(
     """
     _check(q, k, v, impl, WITH_LSE)
     return WITH_LSE[impl](q, k, v, kv_lengths)
+
+
+def lse_impl_streams_keys(impl: str) -> bool:
+    """Whether attention_with_lse(..., impl=impl) runs a flash kernel, which streams the keys in
+    blocks, rather than XLA attention, which materialises all (Lq, Lk) logits at once."""
+    _check_impl(impl, WITH_LSE)
+    return (_auto_lse_impl() if impl == "auto" else impl) != "xla"

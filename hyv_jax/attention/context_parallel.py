@@ -23,56 +23,39 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
-from hyv_jax.attention import attention
+from hyv_jax.attention import attention, attention_with_lse, lse_impl_streams_keys
 from hyv_jax.parallel.logical_axes import ACTIVATION_RULES, Rules, partition_spec
 
-# A finite "minus infinity": fully masked key blocks stay NaN-free in values and gradients.
-_MASKED = -1e30
 
-
-def attention_with_lse(
-    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array, key_block: int | None = None
+def block_attention_with_lse(
+    q: jax.Array, k: jax.Array, v: jax.Array, kv_lengths: jax.Array, impl: str, key_block: int | None = None
 ) -> tuple[jax.Array, jax.Array]:
-    """Attention over one key block: (out (B, Lq, H, D) float32, lse (B, Lq, H) float32).
+    """The library's `attention_with_lse(..., impl)` over one key block, out in float32 for the
+    merges. kv_lengths (B,) counts the block's valid (leading) keys.
 
-    key_mask (B, Lk) bool. A query with no valid key gets out 0 and lse -1e30, so merging it
-    with any block that has valid keys leaves that block's result unchanged. With `key_block`
-    the keys are visited in chunks of that size (online merge, logits recomputed in the
-    backward pass), so memory holds (Lq x key_block) logits instead of (Lq x Lk).
+    XLA attention materialises (Lq x Lk) logits, so with `key_block` it visits the keys in
+    chunks of that size (online merge, each chunk rematerialised in the backward pass); the
+    flash kernels stream the keys themselves and take the whole block.
     """
     length = k.shape[1]
-    if key_block is None or length <= key_block:
-        return _attention_with_lse(q, k, v, key_mask)
+    if key_block is None or length <= key_block or lse_impl_streams_keys(impl):
+        out, lse = attention_with_lse(q, k, v, kv_lengths=kv_lengths, impl=impl)
+        return out.astype(jnp.float32), lse
     pad = -length % key_block
-    if pad:
+    if pad:  # padded keys lie past every chunk's valid length
         k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (k, v))
-        key_mask = jnp.pad(key_mask, ((0, 0), (0, pad)))
     chunks = (length + pad) // key_block
     split = lambda x: jnp.moveaxis(x.reshape(x.shape[0], chunks, key_block, *x.shape[2:]), 1, 0)  # noqa: E731
-    k, v, key_mask = split(k), split(v), split(key_mask)
-    chunk = jax.checkpoint(_attention_with_lse)
+    lengths = jnp.clip(kv_lengths[None, :] - key_block * jnp.arange(chunks)[:, None], 0, key_block)
+    chunk = jax.checkpoint(lambda q, k, v, n: block_attention_with_lse(q, k, v, n, impl))
+    k, v = split(k), split(v)
 
-    def step(carry, kvm):
-        return merge_partials(*carry, *chunk(q, *kvm)), None
+    def step(carry, kvn):
+        return merge_partials(*carry, *chunk(q, *kvn)), None
 
     # The first chunk seeds the carry (inside shard_map it then has the right varying axes).
-    carry = chunk(q, k[0], v[0], key_mask[0])
-    return lax.scan(step, carry, (k[1:], v[1:], key_mask[1:]))[0]
-
-
-def _attention_with_lse(q, k, v, key_mask):
-    scale = q.shape[-1] ** -0.5
-    logits = jnp.einsum("bqhd,bkhd->bqhk", q, k, preferred_element_type=jnp.float32) * scale
-    valid = key_mask[:, None, None, :]
-    logits = jnp.where(valid, logits, _MASKED)
-    peak = jnp.max(logits, axis=-1, keepdims=True)
-    weights = jnp.where(valid, jnp.exp(logits - peak), 0.0)
-    denom = jnp.sum(weights, axis=-1, keepdims=True)
-    safe = jnp.where(denom > 0, denom, 1.0)
-    # Probabilities in v's dtype (bf16 on accelerators), accumulated in float32, as in xla.py.
-    out = jnp.einsum("bqhk,bkhd->bqhd", (weights / safe).astype(v.dtype), v, preferred_element_type=jnp.float32)
-    lse = jnp.where(denom > 0, peak + jnp.log(safe), _MASKED)[..., 0]
-    return out, lse
+    carry = chunk(q, k[0], v[0], lengths[0])
+    return lax.scan(step, carry, (k[1:], v[1:], lengths[1:]))[0]
 
 
 def merge_partials(out_a, lse_a, out_b, lse_b):
@@ -84,18 +67,26 @@ def merge_partials(out_a, lse_a, out_b, lse_b):
     return out, peak + jnp.log(total)
 
 
+# The ring merges partial results by their log-sum-exp, which cuDNN and splash do not expose:
+# their ring blocks run our flash kernel of the same platform.
+RING_LSE_IMPL = {"cudnn": "pallas", "splash": "pallas", "splash_interpret": "pallas_tpu_interpret"}
+
+
 def ring_attention(
-    q: jax.Array, k: jax.Array, v: jax.Array, kv_lengths: jax.Array, axis: str, axis_size: int, key_block: int | None = None
+    q: jax.Array, k: jax.Array, v: jax.Array, kv_lengths: jax.Array, axis: str, axis_size: int, impl: str = "xla",
+    key_block: int | None = None,
 ) -> jax.Array:
     """Inside shard_map: q, k, v are this device's contiguous blocks (B, Lc, H, D) of a sequence
-    split over `axis`; kv_lengths (B,) counts valid keys of the whole sequence."""
+    split over `axis`; kv_lengths (B,) counts valid keys of the whole sequence. Each block is
+    attended with `block_attention_with_lse(..., impl, key_block)`."""
     block = k.shape[1]
+    impl = RING_LSE_IMPL.get(impl, impl)
     me = lax.axis_index(axis)
     shift = [(i, (i + 1) % axis_size) for i in range(axis_size)]
 
     def attend(k, v, owner):
-        positions = owner * block + jnp.arange(block)
-        return attention_with_lse(q, k, v, positions[None, :] < kv_lengths[:, None], key_block)
+        # The block's keys start at owner * block: its valid keys are the leading ones.
+        return block_attention_with_lse(q, k, v, jnp.clip(kv_lengths - owner * block, 0, block), impl, key_block)
 
     def step(carry, hop):
         out, lse, k, v = carry
@@ -127,8 +118,10 @@ def context_attention(
     q, k, v (B, L, H, D) global arrays (inside or outside jit); the batch and heads are split as
     the activation `rules` say (batch over data/fsdp, heads over tensor) where they divide.
     `ulysses_axis` and/or `ring_axis` name mesh axes; with both the sequence is split ring-major.
-    The local attention is `attention(..., impl=impl)` for Ulysses alone; ring blocks use the
-    plain-jnp `attention_with_lse` over key chunks of `ring_key_block` (None: whole blocks).
+    The local attention is `attention(..., impl=impl)` for Ulysses alone; ring blocks use
+    `attention_with_lse(..., impl=impl)` (for "cudnn" and "splash", which have no lse: see
+    RING_LSE_IMPL); XLA attention there visits key chunks of `ring_key_block` (None: whole
+    blocks), the flash kernels stream keys anyway.
     """
     axes = [a for a in (ring_axis, ulysses_axis) if a is not None]
     if not axes:
@@ -161,7 +154,11 @@ def context_attention(
     spec = PartitionSpec(batch_spec, seq_spec, heads_spec, None)
     local = functools.partial(_local_attention, ring_axis=ring_axis, ring_size=mesh.shape.get(ring_axis, 1),
                               ulysses_axis=ulysses_axis, impl=impl, key_block=ring_key_block)
-    run = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec(batch_spec)), out_specs=spec)
+    # The kernels mark their outputs' varying axes (flash.varying_like), but JAX's HLO
+    # interpreter that runs the GPU kernel off-GPU cannot evaluate under check_vma (its block
+    # slicing mixes varying blocks with invariant grid indices), so that test path goes without.
+    run = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec(batch_spec)), out_specs=spec,
+                        check_vma=impl != "pallas_gpu_interpret")
     return run(q, k, v, kv_lengths.astype(jnp.int32))[:, :length]
 
 
@@ -171,7 +168,7 @@ def _local_attention(q, k, v, kv_lengths, *, ring_axis, ring_size, ulysses_axis,
         # sequence) for 1/U of the heads, the sub-blocks concatenated in device order.
         q, k, v = (lax.all_to_all(x, ulysses_axis, split_axis=2, concat_axis=1, tiled=True) for x in (q, k, v))
     if ring_axis is not None:
-        out = ring_attention(q, k, v, kv_lengths, ring_axis, ring_size, key_block)
+        out = ring_attention(q, k, v, kv_lengths, ring_axis, ring_size, impl, key_block)
     else:
         out = attention(q, k, v, kv_lengths=kv_lengths, impl=impl)
     if ulysses_axis is not None:

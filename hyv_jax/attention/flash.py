@@ -104,6 +104,15 @@ def pad_axis(x: jax.Array, axis: int, size: int) -> jax.Array:
     return jnp.pad(x, widths)
 
 
+def varying_like(out_shape, *inputs):
+    """`out_shape` (a ShapeDtypeStruct or a tuple of them) varying over every manual mesh axis
+    its inputs vary over: inside `jax.shard_map` with check_vma, pallas_call needs to be told
+    (context-parallel attention runs the kernels there); elsewhere the mark is ignored."""
+    varying = frozenset().union(*(jax.typeof(x).manual_axis_type.varying for x in inputs))
+    mat = jax.sharding.ManualAxisType(varying=varying)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, manual_axis_type=mat), out_shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class FlashKernels:
     """A backend: forward(q, k, v, lengths) -> (o, lse (B, H, Lq, 1) fp32) and

@@ -100,8 +100,8 @@ def _forward(q, k, v, lengths, *, scale, block_q, block_k, num_warps, num_stages
     tile, _, whole_kv, column, _ = _specs(block_q, q_len, k.shape[1], dim)
     return pl.pallas_call(
         functools.partial(_forward_kernel, scale=scale, block_k=block_k),
-        out_shape=(jax.ShapeDtypeStruct(q.shape, q.dtype),
-                   jax.ShapeDtypeStruct((batch, heads, q_len, 1), jnp.float32)),
+        out_shape=fl.varying_like((jax.ShapeDtypeStruct(q.shape, q.dtype),
+                                   jax.ShapeDtypeStruct((batch, heads, q_len, 1), jnp.float32)), lengths, q, k, v),
         grid=(q_len // block_q, batch, heads),
         in_specs=[_lengths_spec(batch), tile, whole_kv, whole_kv],
         out_specs=(tile, column),
@@ -119,26 +119,27 @@ def _backward(q, k, v, lengths, lse, do, delta, *, scale, block_major, block_min
     kv_len = k.shape[1]
     params = plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages)
     tile, whole_q, whole_kv, column, whole_column = _specs(block_major, q_len, kv_len, dim)
+    inputs = (lengths, q, k, v, do, lse, delta)
     dk, dv = pl.pallas_call(
         functools.partial(_dkdv_kernel, scale=scale, block_q=block_minor),
-        out_shape=(jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)),
+        out_shape=fl.varying_like((jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)), *inputs),
         grid=(kv_len // block_major, batch, heads),
         in_specs=[_lengths_spec(batch), whole_q, tile, tile, whole_q, whole_column, whole_column],
         out_specs=(tile, tile),
         compiler_params=params,
         interpret=interpret,
         name="hyv_flash_dkdv",
-    )(lengths, q, k, v, do, lse, delta)
+    )(*inputs)
     dq = pl.pallas_call(
         functools.partial(_dq_kernel, scale=scale, block_k=block_minor),
-        out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
+        out_shape=fl.varying_like(jax.ShapeDtypeStruct(q.shape, q.dtype), *inputs),
         grid=(q_len // block_major, batch, heads),
         in_specs=[_lengths_spec(batch), tile, whole_kv, whole_kv, tile, column, column],
         out_specs=tile,
         compiler_params=params,
         interpret=interpret,
         name="hyv_flash_dq",
-    )(lengths, q, k, v, do, lse, delta)
+    )(*inputs)
     return dq, dk, dv
 
 

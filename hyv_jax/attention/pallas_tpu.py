@@ -115,7 +115,7 @@ def _heads_major(*xs):
 def _call(kernel, out_shape, grid, in_specs, out_specs, scratch, interpret, name, *args):
     return pl.pallas_call(
         kernel,
-        out_shape=out_shape,
+        out_shape=fl.varying_like(out_shape, *args),
         grid_spec=pltpu.PrefetchScalarGridSpec(
             num_scalar_prefetch=1, grid=grid, in_specs=in_specs, out_specs=out_specs, scratch_shapes=scratch),
         compiler_params=_SEMANTICS,

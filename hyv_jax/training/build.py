@@ -15,6 +15,7 @@ from hyv_jax.convert.safetensors_io import write_safetensors
 from hyv_jax.convert.transformer_checkpoint import MODEL_KIND, abstract_transformer, restore_transformer
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.logical_axes import param_shardings
+from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.lora import inject_lora, merge_lora
 from hyv_jax.training.lora_diffusers import export_lora
 from hyv_jax.training.trainer import Trainer
@@ -36,8 +37,9 @@ def build_model(config, mesh: Mesh, init_dir: str | Path | None = None) -> Hunyu
     return model
 
 
-def build_trainer(config, mesh: Mesh, init_dir: str | Path | None = None) -> Trainer:
-    return Trainer(build_model(config, mesh, init_dir), config.training, mesh, lora=bool(config.training.lora.enabled))
+def build_trainer(config, plan: ParallelPlan, init_dir: str | Path | None = None) -> Trainer:
+    """A Trainer on `plan` (ParallelPlan.from_config(config.parallel): mesh and context strategy)."""
+    return Trainer(build_model(config, plan.mesh, init_dir), config.training, plan, lora=bool(config.training.lora.enabled))
 
 
 def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False) -> dict[str, Path]:

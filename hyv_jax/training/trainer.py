@@ -2,9 +2,10 @@
 
 The model is split once into (graphdef, trainable, frozen): trainable is every Param for full
 training, or only the LoRA adapters; frozen is the rest (the base weights under LoRA). The
-train state {step, rng, params, opt_state[, ema]} lives on the mesh with the parameters'
+train state {step, rng, params, opt_state[, ema]} lives on the plan's mesh with the parameters'
 logical shardings (the optimizer moments follow them), and one step is compiled once with
-explicit in/out shardings and the state donated.
+explicit in/out shardings and the state donated. The model runs under the ParallelPlan, so its
+context (sequence) parallel strategy applies to training too.
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hyv_jax.parallel.logical_axes import param_shardings
+from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.flow_matching import flow_matching_loss, noisy_latents, sample_time
 from hyv_jax.training.optimizer import make_optimizer
 
@@ -39,7 +41,7 @@ def batch_sharding(mesh: Mesh, batch_size: int) -> NamedSharding:
     n = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
     if batch_size % n:
         raise ValueError(f"global batch {batch_size} must be divisible by the mesh's data*fsdp size {n} "
-                         f"(mesh {dict(mesh.shape)}): change training.batch_size or training.mesh")
+                         f"(mesh {dict(mesh.shape)}): change training.batch_size or parallel.mesh")
     return NamedSharding(mesh, PartitionSpec(axes or None))
 
 
@@ -52,11 +54,13 @@ def _state_shardings(state: nnx.State, by_path: Mapping[tuple[str, ...], NamedSh
 class Trainer:
     """Owns the train state; `step(batch)` runs one optimisation step."""
 
-    def __init__(self, model: nnx.Module, cfg, mesh: Mesh, *, lora: bool = False):
+    def __init__(self, model: nnx.Module, cfg, plan: ParallelPlan, *, lora: bool = False):
         """cfg: the `training` config section; model: a HunyuanVideoTransformer (with LoRA
-        adapters injected when `lora`)."""
+        adapters injected when `lora`); plan: the mesh and context strategy
+        (ParallelPlan.from_config(config.parallel))."""
         self.cfg = cfg
-        self.mesh = mesh
+        self.plan = plan
+        self.mesh = mesh = plan.mesh
         self.lora = lora
         trainable = nnx.LoRAParam if lora else nnx.Param
         self.graphdef, params, frozen = nnx.split(model, trainable, ...)
@@ -107,7 +111,8 @@ class Trainer:
         noise = jax.random.normal(k_noise, x0.shape, jnp.float32)
         x_t, target = noisy_latents(x0.astype(jnp.float32), noise, t)
         guidance = jnp.full((x0.shape[0],), cfg.guidance * 1000.0, jnp.float32) if model.config.guidance_embed else None
-        pred = model(x_t, t * 1000.0, batch["text_states"], batch["text_mask"], batch["text_pooled"], guidance)
+        pred = model(x_t, t * 1000.0, batch["text_states"], batch["text_mask"], batch["text_pooled"], guidance,
+                     parallel=self.plan)
         return flow_matching_loss(pred, target, t, cfg.loss_weighting)
 
     def _train_step(self, state: dict, frozen: nnx.State, batch: Mapping[str, jax.Array]):

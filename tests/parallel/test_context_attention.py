@@ -1,6 +1,6 @@
 """Context-parallel attention (Ulysses, ring, USP) on 8 simulated CPU devices equals plain
 attention, forward and gradients, for a length no device count divides and varied valid key
-lengths per sample."""
+lengths per sample; also with our Pallas kernels (interpreted) as the local attention."""
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,14 @@ CASES = {
         {"mesh": {"context": 8}, "context_strategy": "usp", "ulysses_degree": 2},
         dict(ring_axis="context_ring", ulysses_axis="context", ring_key_block=4),
     ),
+    # Our Pallas GPU kernel (interpreted) inside shard_map: as the Ulysses local attention, and
+    # as the ring's per-block attention with lse (per-block valid lengths, lse merges).
+    "ulysses8_pallas": ({"mesh": {"context": 8}, "context_strategy": "ulysses"},
+                        dict(ulysses_axis="context", impl="pallas_gpu_interpret")),
+    # The TPU interpreter runs under check_vma, as the compiled kernels do.
+    "ulysses8_pallas_tpu": ({"mesh": {"context": 8}, "context_strategy": "ulysses"},
+                            dict(ulysses_axis="context", impl="pallas_tpu_interpret")),
+    "ring8_pallas": ({"mesh": {"context": 8}, "context_strategy": "ring"}, dict(ring_axis="context", impl="pallas_gpu_interpret")),
 }
 
 

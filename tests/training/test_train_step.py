@@ -1,5 +1,6 @@
 """The training step: it learns, it resumes bit-exactly from a checkpoint, and on 8 simulated
-devices (data x fsdp x context) it computes what one device does."""
+devices (data x fsdp x context, ring attention over the context axis) it computes what one
+device does."""
 
 import jax
 import numpy as np
@@ -9,7 +10,7 @@ from jax.sharding import Mesh
 
 from configs import load_config
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
-from hyv_jax.parallel.mesh import make_mesh
+from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.checkpointing import TrainCheckpoints
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
@@ -30,9 +31,13 @@ def _examples(n, seed=0):
                "text_mask": (np.arange(6) < 3 + i % 3).astype(np.int32), "text_pooled": r.normal(size=16).astype(np.float32)}
 
 
-def _trainer(config, mesh):
+def _trainer(config, plan):
     model = HunyuanVideoTransformer(TransformerConfig.from_mapping(config.transformer), rngs=nnx.Rngs(0))
-    return Trainer(model, config.training, mesh)
+    return Trainer(model, config.training, plan)
+
+
+def _one_device():
+    return ParallelPlan(Mesh(np.array(jax.devices()[:1]), ("data",)))
 
 
 def _params(trainer):
@@ -42,7 +47,7 @@ def _params(trainer):
 @pytest.fixture(scope="module")
 def single():
     """One compiled step on a one-device mesh (batch 2, 4x8x8 latents)."""
-    return _trainer(_config(2), Mesh(np.array(jax.devices()[:1]), ("data",)))
+    return _trainer(_config(2), _one_device())
 
 
 def test_steps_lower_the_loss_on_a_fixed_batch(single):
@@ -95,9 +100,10 @@ def test_interrupt_and_resume_is_bit_identical(single, tmp_path):
 def test_eight_device_step_equals_single_device(single):
     assert jax.device_count() >= 8
     config = _config(4)
-    mesh = make_mesh({"data": 2, "fsdp": 2, "context": 2})
-    sharded = _trainer(config, mesh)
-    one = _trainer(config, Mesh(np.array(jax.devices()[:1]), ("data",)))
+    # The tokens (64 image + 6 text) split over context 2, keys and values passed round the ring.
+    plan = ParallelPlan.from_config({"mesh": {"data": 2, "fsdp": 2, "context": 2}, "context_strategy": "ring"})
+    sharded = _trainer(config, plan)
+    one = _trainer(config, _one_device())
     qkv = sharded.state["params"]["double_blocks"]["img_attn_qkv"]["kernel"][...]
     assert qkv.sharding.spec[1] == "fsdp", qkv.sharding  # (layers, embed, 3, heads, head_dim)
     mu = sharded.state["opt_state"][1][0].mu["double_blocks"]["img_attn_qkv"]["kernel"][...]
@@ -108,6 +114,9 @@ def test_eight_device_step_equals_single_device(single):
         print(f"loss 8 devices {m8.loss:.7f}, 1 device {m1.loss:.7f}; grad norm {m8.grad_norm:.6f} vs {m1.grad_norm:.6f}")
         np.testing.assert_allclose(m8.loss, m1.loss, rtol=1e-5)
         np.testing.assert_allclose(m8.grad_norm, m1.grad_norm, rtol=1e-4)
+    # The loss runs the model under the plan: ring attention passes K/V round the context axis.
+    jaxpr = jax.make_jaxpr(sharded.loss)(sharded.state["params"], sharded.frozen, sharded.put_batch(batch), jax.random.key(0))
+    assert "ppermute" in str(jaxpr)
     # Adam divides by sqrt(v): for near-zero gradients it magnifies summation-order rounding up
     # to a step of size ~lr, so parameters compare against the learning rate, and gradients
     # (through the first moments) against their own scale.
