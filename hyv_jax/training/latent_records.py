@@ -1,14 +1,17 @@
 """Cached training examples on disk: ArrayRecord shards, one folder per bucket.
 
 An example is the VAE latents of a clip (T, H, W, C) with its text states (L, D), mask (L,)
-and pooled vector (D2,), stored as an .npz record (no pickle). Clips of one latent shape form a
+and pooled vector (D2,), stored as one record: a little-endian uint32 header length, a JSON
+header {field: [dtype, shape]}, then the raw arrays in FIELDS order. (Not .npz: numpy parses
+its headers with `ast`, which CPython 3.11 cannot run from several threads at once, and Grain
+decodes records in threads.) Clips of one latent shape form a
 bucket (resolution x duration), so a batch never mixes shapes:
     root/index.json                       {"buckets": {"t5_h8_w8": {"shape": [...], "count": n}}}
     root/t5_h8_w8/shard-00000.array_record
 """
 
-import io
 import json
+import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -24,19 +27,31 @@ def bucket_name(latent_shape) -> str:
     return f"t{t}_h{h}_w{w}"
 
 
+FIELD_DTYPES = {"latents": np.float32, "text_states": np.float32, "text_mask": np.int32, "text_pooled": np.float32}
+
+
 def encode_record(example: Mapping[str, np.ndarray]) -> bytes:
     missing = [f for f in FIELDS if f not in example]
     if missing:
         raise ValueError(f"example lacks {missing}; records hold {FIELDS}")
-    buf = io.BytesIO()
-    np.savez(buf, latents=np.asarray(example["latents"], np.float32), text_states=np.asarray(example["text_states"], np.float32),
-             text_mask=np.asarray(example["text_mask"], np.int32), text_pooled=np.asarray(example["text_pooled"], np.float32))
-    return buf.getvalue()
+    arrays = [np.ascontiguousarray(example[f], FIELD_DTYPES[f]) for f in FIELDS]
+    header = json.dumps({f: [a.dtype.str, list(a.shape)] for f, a in zip(FIELDS, arrays, strict=True)}).encode()
+    return b"".join([struct.pack("<I", len(header)), header, *(a.tobytes() for a in arrays)])
 
 
 def decode_record(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return {f: z[f] for f in FIELDS}
+    (size,) = struct.unpack_from("<I", data)
+    header = json.loads(data[4 : 4 + size])
+    specs = [(f, np.dtype(header[f][0]), tuple(header[f][1])) for f in FIELDS]
+    expected = 4 + size + sum(int(np.prod(shape)) * dtype.itemsize for _, dtype, shape in specs)
+    if expected != len(data):
+        raise ValueError(f"record of {len(data)} bytes does not match its header ({expected} bytes); the shard is damaged")
+    out, offset = {}, 4 + size
+    for f, dtype, shape in specs:
+        count = int(np.prod(shape))
+        out[f] = np.frombuffer(data, dtype, count, offset).reshape(shape).copy()
+        offset += count * dtype.itemsize
+    return out
 
 
 class ShardWriter:

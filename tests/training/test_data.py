@@ -138,3 +138,16 @@ def test_folder_without_captions_is_refused(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(FileNotFoundError, match="captions missing"):
         list(folder_items(tmp_path))
+
+
+def test_records_round_trip_and_damage_is_reported():
+    from hyv_jax.training.latent_records import decode_record, encode_record
+
+    rng = np.random.default_rng(0)
+    example = {"latents": rng.standard_normal((2, 3, 4, 4)), "text_states": rng.standard_normal((5, 8)),
+               "text_mask": np.array([1, 1, 0, 0, 0]), "text_pooled": rng.standard_normal(3)}
+    back = decode_record(encode_record(example))
+    for field, value in example.items():
+        np.testing.assert_array_equal(back[field], value.astype(back[field].dtype))
+    with pytest.raises(ValueError, match="damaged"):
+        decode_record(encode_record(example)[:-4])
