@@ -79,12 +79,19 @@ class LlavaTextEncoder(nnx.Module):
     """Llama (up to its output layer) + LLaVA's image encoder: token ids with one `<image>` each,
     the tokenizer mask and CLIP-normalised images -> hidden states (B, L + patches - 1, D)."""
 
-    def __init__(self, llm: LlamaConfig, vision: ClipVisionConfig, image_token_id: int, *, rngs: nnx.Rngs):
-        if vision.text_dim != llm.hidden_size:
-            raise ValueError(f"the projector's width {vision.text_dim} must be the LLM's hidden size {llm.hidden_size}")
+    def __init__(self, llm: LlamaModel, image_encoder: LlavaImageEncoder, image_token_id: int):
+        """Built from the two loaded halves (they come from different converters)."""
+        (text_dim,), hidden = image_encoder.multi_modal_projector.linear_2.out_shape, llm.config.hidden_size
+        if text_dim != hidden:
+            raise ValueError(f"the LLaVA projector's width {text_dim} must be the LLM's hidden size {hidden}; "
+                             f"set vision.text_dim to {hidden}")
         self.image_token_id = image_token_id
-        self.llm = LlamaModel(llm, rngs=rngs)
-        self.image_encoder = LlavaImageEncoder(vision, rngs=rngs)
+        self.llm = llm
+        self.image_encoder = image_encoder
+
+    @classmethod
+    def random(cls, llm: LlamaConfig, vision: ClipVisionConfig, image_token_id: int, *, rngs: nnx.Rngs) -> "LlavaTextEncoder":
+        return cls(LlamaModel(llm, rngs=rngs), LlavaImageEncoder(vision, rngs=rngs), image_token_id)
 
     def __call__(self, ids: jax.Array, mask: jax.Array, images: jax.Array) -> jax.Array:
         """ids, mask (B, L); images (B, S, S, 3) channels-last."""

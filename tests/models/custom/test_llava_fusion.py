@@ -40,7 +40,7 @@ def models():
     ref = transformers.LlavaForConditionalGeneration(config).eval()
     torch_random_init(ref, 8)
     state = {k: v.numpy() for k, v in ref.state_dict().items()}
-    ours = LlavaTextEncoder(LLM_CONFIG, VISION, IMAGE_ID, rngs=nnx.Rngs(0))
+    ours = LlavaTextEncoder.random(LLM_CONFIG, VISION, IMAGE_ID, rngs=nnx.Rngs(0))
     load_params(ours.llm, read_torch_text(from_arrays(state), LLM, LLM_CONFIG, np.float32))
     load_params(ours.image_encoder, read_torch_llava_vision(from_arrays(state), VISION, np.float32))
     return ref, ours
