@@ -13,6 +13,7 @@ setup(
         "optax",
         "orbax-checkpoint>=0.12",
         "grain",
+        "av",
         "einops",
         "tensorflow-datasets",
         "numpy",
