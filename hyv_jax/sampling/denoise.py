@@ -25,23 +25,31 @@ class DenoiseStep:
     [negative, positive] and true CFG combines the two halves; otherwise one prediction.
     `traces` counts how often the step was traced (once per input shapes)."""
 
-    def __init__(self, transformer: HunyuanVideoTransformer):
+    def __init__(self, transformer: HunyuanVideoTransformer, conditions=None):
+        """conditions: a pytree of further model inputs, fixed over the steps, that `predict`
+        reads (device-resident; the base model takes none)."""
         self.graphdef, self.state = nnx.split(transformer)
+        self.conditions = jax.device_put(conditions)
         self.traces = 0
         self._jitted = jax.jit(self._step)
 
-    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale):
+    def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg: bool) -> jax.Array:
+        """The velocity for the model batch x (doubled for true CFG)."""
+        return model(x, t, text_states, text_mask, pooled, guidance)
+
+    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale, conditions):
         self.traces += 1
         model = nnx.merge(self.graphdef, state)
         true_cfg = text_states.shape[0] == 2 * latents.shape[0]
         x = jnp.concatenate([latents, latents]) if true_cfg else latents
-        velocity = model(x, jnp.broadcast_to(t, (x.shape[0],)), text_states, text_mask, pooled, guidance)
+        velocity = self.predict(model, x, jnp.broadcast_to(t, (x.shape[0],)), text_states, text_mask, pooled, guidance, conditions, true_cfg)
         if true_cfg:
             velocity = combine_cfg(velocity, cfg_scale)
         return euler_step(latents, velocity, sigma, sigma_next)
 
     def __call__(self, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale) -> jax.Array:
-        return self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale)
+        return self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale,
+                            self.conditions)
 
 
 def denoise(step: DenoiseStep, noise: jax.Array, schedule: FlowSchedule, text: "PromptEmbeddings", guidance: np.ndarray | None,
