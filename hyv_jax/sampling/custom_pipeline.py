@@ -70,6 +70,7 @@ class CustomInputs:
     audio_strength: float = 1.0
     video: np.ndarray | None = None  # (T, H, W, 3) uint8 at the output size (editing checkpoint)
     mask: np.ndarray | None = None  # (T, H, W) bool, True = region to generate
+    subject_name: str = "object"  # in the prompt suffix "The {name} looks like<image>"
 
     def check(self, config: CustomTransformerConfig, options: SamplingOptions) -> None:
         """Fails, saying what to do, before any model work."""
@@ -143,10 +144,10 @@ class CustomVideoPipeline(TextToVideoPipeline):
                        else _random_whisper(whisper_config, seed + 4))
         return cls(text_encoder, transformer, vae, whisper)
 
-    def encode_custom_prompt(self, prompt: str, images: Sequence[np.ndarray], options: SamplingOptions):
+    def encode_custom_prompt(self, prompt: str, inputs: CustomInputs, options: SamplingOptions):
         """[negative (white image), positive] embeddings for true CFG, else the positive one;
         each repeated for the options' videos. The first reference image conditions LLaVA."""
-        positive = self.text_encoder.encode([prompt], [images[0]])
+        positive = self.text_encoder.encode([prompt], [inputs.reference_images[0]], name=inputs.subject_name)
         parts = [self.text_encoder.encode_unconditional([options.negative_prompt]), positive] if options.true_cfg else [positive]
         if self.release_text_encoder:
             self.text_encoder.release()
@@ -181,7 +182,7 @@ class CustomVideoPipeline(TextToVideoPipeline):
         inputs.check(self.transformer.config, options)
         if inputs.audio is not None and self.whisper is None:
             raise ValueError("audio given but the pipeline has no Whisper encoder: build it with audio=True")
-        text = self.encode_custom_prompt(prompt, inputs.reference_images, options)
+        text = self.encode_custom_prompt(prompt, inputs, options)
         noise, seeds = self.noise(options)
         self.step = CustomDenoiseStep(self.transformer, self.conditions(inputs, options, jax.random.key(options.seed)))
         latents = self.sample_latents(text, noise, options, progress=progress)

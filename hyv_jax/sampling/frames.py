@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hyv_jax.models.vae import UNTILED, CausalVideoVAE
+from hyv_jax.models.vae import CausalVideoVAE
+from hyv_jax.models.vae_tiling import UNTILED
 
 
 def decode_latents(vae: CausalVideoVAE, latents: jax.Array, *, tiling: bool = True) -> jax.Array:
