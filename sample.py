@@ -61,6 +61,8 @@ def parse_args(argv):
     custom.add_argument("--audio-strength", type=float, default=1.0, help="scale of the audio cross-attention (default 1.0)")
     custom.add_argument("--input-video", help="video to edit (editing checkpoint); its frames set --video-length")
     custom.add_argument("--mask-video", help="mask video of the region to generate, same frame count as --input-video")
+    custom.add_argument("--step-cache", action=argparse.BooleanOptionalAction, default=True,
+                        help="upstream's step cache at 30 steps (8 steps reuse the last single block's input; default on)")
     custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
     for name in ("llava", "whisper"):
         custom.add_argument(f"--{name}-dir", help=f"Hugging Face folder of HunyuanCustom's {name}")
@@ -81,6 +83,7 @@ class Plan:
     prompt: str
     save_path: Path
     custom: object = None  # CustomInputs in HunyuanCustom mode
+    step_cache: bool = True
 
 
 def plan(argv) -> Plan:
@@ -119,7 +122,7 @@ def plan(argv) -> Plan:
         save_path = writable_folder(Path(args.save_path))
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
-    return Plan(config, config_path, paths, options, args.prompt, save_path, inputs)
+    return Plan(config, config_path, paths, options, args.prompt, save_path, inputs, args.step_cache)
 
 
 def read_custom_inputs(args, config, paths, options: SamplingOptions):
@@ -196,7 +199,7 @@ def main(argv=None) -> list[Path]:
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
         pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None)
         fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
-        run = lambda: pipeline(p.prompt, p.custom, o)  # noqa: E731
+        run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache)  # noqa: E731
     else:
         pipeline = TextToVideoPipeline.from_config(p.config, p.paths)
         run = lambda: pipeline(p.prompt, o)  # noqa: E731

@@ -103,18 +103,51 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
 
 
+# upstream's step cache (`use_deepcache`, only at 30 steps): these steps reuse the joint tokens
+# entering the last single block from the latest full step
+STEP_CACHE_STEPS = 30
+CACHED_STEPS = frozenset({11, 12, 14, 15, 17, 18, 20, 21})
+
+
 class CustomDenoiseStep(DenoiseStep):
     """Conditions: ref (B, R, h, w, C), bg (B, T, h, w, 2C) or None, audio (B, F, ...) or None,
     strength (scalar). For true CFG the reference and background repeat and audio is zero on
-    the negative half, as upstream."""
+    the negative half, as upstream. With `cached_steps` the calls (0, 1, ...) of those indices
+    run from the step cache of the latest full call (two compiled variants)."""
 
-    def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg):
+    def __init__(self, transformer: HunyuanCustomTransformer, conditions: dict, cached_steps=frozenset()):
+        super().__init__(transformer, conditions)
+        self.cached_steps = frozenset(cached_steps)
+        self.calls = self.cached_calls = 0
+        self._cache = None
+        self._jitted = jax.jit(self._step, static_argnames=("want_cache",))
+
+    def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg, cache=None,
+                want_cache=False):
         ref, bg, audio, strength = conditions["ref"], conditions["bg"], conditions["audio"], conditions["strength"]
         if true_cfg:
             ref = jnp.concatenate([ref, ref])
             bg = None if bg is None else jnp.concatenate([bg, bg])
             audio = None if audio is None else jnp.concatenate([jnp.zeros_like(audio), audio])
-        return model(x, t, ref, text_states, text_mask, pooled, bg_latents=bg, audio_prompts=audio, audio_strength=strength)
+        out = model(x, t, ref, text_states, text_mask, pooled, bg_latents=bg, audio_prompts=audio, audio_strength=strength,
+                    step_cache=cache, return_step_cache=want_cache)
+        return out if want_cache else (out, None)
+
+    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale, conditions,
+              cache, want_cache):
+        return super()._step(state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale,
+                             conditions, cache=cache, want_cache=want_cache)
+
+    def __call__(self, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale) -> jax.Array:
+        use = self.calls in self.cached_steps and self._cache is not None
+        want = bool(self.cached_steps) and not use
+        latents, cache = self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance,
+                                      cfg_scale, self.conditions, self._cache if use else None, want_cache=want)
+        if want:
+            self._cache = cache
+        self.calls += 1
+        self.cached_calls += use
+        return latents
 
 
 class CustomVideoPipeline(TextToVideoPipeline):
@@ -178,13 +211,16 @@ class CustomVideoPipeline(TextToVideoPipeline):
         return dict(ref=jnp.repeat(ref.astype(jnp.float32), n, axis=0), bg=bg, audio=audio,
                     strength=jnp.float32(inputs.audio_strength))
 
-    def __call__(self, prompt: str, inputs: CustomInputs, options: SamplingOptions, *, progress: bool = True) -> Videos:
+    def __call__(self, prompt: str, inputs: CustomInputs, options: SamplingOptions, *, step_cache: bool = True,
+                 progress: bool = True) -> Videos:
+        """step_cache: upstream's step cache, which applies at 30 steps only (on by default there)."""
         inputs.check(self.transformer.config, options)
         if inputs.audio is not None and self.whisper is None:
             raise ValueError("audio given but the pipeline has no Whisper encoder: build it with audio=True")
         text = self.encode_custom_prompt(prompt, inputs, options)
         noise, seeds = self.noise(options)
-        self.step = CustomDenoiseStep(self.transformer, self.conditions(inputs, options, jax.random.key(options.seed)))
+        cached = CACHED_STEPS if step_cache and options.steps == STEP_CACHE_STEPS else frozenset()
+        self.step = CustomDenoiseStep(self.transformer, self.conditions(inputs, options, jax.random.key(options.seed)), cached)
         latents = self.sample_latents(text, noise, options, progress=progress)
         return Videos(to_uint8(self.decode(latents, options)), np.asarray(latents), seeds)
 

@@ -33,23 +33,27 @@ class DenoiseStep:
         self.traces = 0
         self._jitted = jax.jit(self._step)
 
-    def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg: bool) -> jax.Array:
-        """The velocity for the model batch x (doubled for true CFG)."""
-        return model(x, t, text_states, text_mask, pooled, guidance)
+    def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg: bool, **kwargs):
+        """(velocity for the model batch x (doubled for true CFG), any further output to carry
+        out of the step: none for the base model)."""
+        return model(x, t, text_states, text_mask, pooled, guidance), None
 
-    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale, conditions):
+    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale, conditions,
+              **kwargs):
+        """-> (next latents, predict's further output); kwargs go to predict."""
         self.traces += 1
         model = nnx.merge(self.graphdef, state)
         true_cfg = text_states.shape[0] == 2 * latents.shape[0]
         x = jnp.concatenate([latents, latents]) if true_cfg else latents
-        velocity = self.predict(model, x, jnp.broadcast_to(t, (x.shape[0],)), text_states, text_mask, pooled, guidance, conditions, true_cfg)
+        velocity, extra = self.predict(model, x, jnp.broadcast_to(t, (x.shape[0],)), text_states, text_mask, pooled, guidance,
+                                       conditions, true_cfg, **kwargs)
         if true_cfg:
             velocity = combine_cfg(velocity, cfg_scale)
-        return euler_step(latents, velocity, sigma, sigma_next)
+        return euler_step(latents, velocity, sigma, sigma_next), extra
 
     def __call__(self, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale) -> jax.Array:
         return self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale,
-                            self.conditions)
+                            self.conditions)[0]
 
 
 def denoise(step: DenoiseStep, noise: jax.Array, schedule: FlowSchedule, text: "PromptEmbeddings", guidance: np.ndarray | None,
