@@ -22,6 +22,8 @@ setup(
         "ml-dtypes",
         "tqdm",
         "tokenizers",
+        "pillow",
+        "array-record",
     ],
     extras_require={
         "test": [

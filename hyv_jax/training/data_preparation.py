@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from hyv_jax.io.video import read_video
 from hyv_jax.training.latent_records import ShardWriter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
@@ -55,16 +56,6 @@ def fit_clip(frames: np.ndarray, buckets: Buckets) -> np.ndarray | None:
     top, left = (rh - th) // 2, (rw - tw) // 2
     out = [np.asarray(Image.fromarray(f).resize((rw, rh), Image.BICUBIC))[top:top + th, left:left + tw] for f in frames[:n]]
     return np.stack(out)
-
-
-def read_video(path: str | Path) -> np.ndarray:
-    import av  # PyAV: FFmpeg bindings
-
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    if not frames:
-        raise ValueError(f"{path} has no decodable video frames")
-    return np.stack(frames)
 
 
 def read_image(path: str | Path) -> np.ndarray:

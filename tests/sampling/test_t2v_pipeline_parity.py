@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import channels_last, report
+from helpers import channels_last, diffusers_tiny, report, torch_timestep_frequencies
 
 from configs import load_config
 from hyv_jax.convert.model_state import params_to_numpy
@@ -20,7 +20,6 @@ from hyv_jax.nn import timestep
 from hyv_jax.sampling.frames import to_uint8
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import TextToVideoPipeline, random_transformer, random_vae
-from models.test_transformer import diffusers_tiny, torch_timestep_frequencies
 
 CONFIG = load_config("configs/tiny.py")
 TINY_T = TransformerConfig.from_mapping(CONFIG.transformer)
