@@ -29,6 +29,7 @@ from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import ModelPaths
 
 TINY_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/hunyuan_video_t2v.py"
+TINY_CUSTOM_CONFIG, CUSTOM_CONFIG = "configs/tiny_custom.py", "configs/hunyuan_custom.py"
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
 
@@ -53,6 +54,18 @@ def parse_args(argv):
     parser.add_argument("--model-base", help="folder holding converted transformer/, vae/, llm/, clip/")
     for name in ModelPaths.__dataclass_fields__:
         parser.add_argument(f"--{name}-dir", help=f"converted {name} folder (overrides --model-base)")
+    custom = parser.add_argument_group("HunyuanCustom (a --ref-image selects it; identity, audio and editing checkpoints)")
+    custom.add_argument("--ref-image", action="append", help="reference image of the subject (repeat for experimental multi-subject)")
+    custom.add_argument("--subject-name", default="object", help="the name in the prompt suffix 'The {name} looks like<image>'")
+    custom.add_argument("--input-audio", help="speech driving the video (audio checkpoint); muxed into the mp4")
+    custom.add_argument("--audio-strength", type=float, default=1.0, help="scale of the audio cross-attention (default 1.0)")
+    custom.add_argument("--input-video", help="video to edit (editing checkpoint); its frames set --video-length")
+    custom.add_argument("--mask-video", help="mask video of the region to generate, same frame count as --input-video")
+    custom.add_argument("--step-cache", action=argparse.BooleanOptionalAction, default=True,
+                        help="upstream's step cache at 30 steps (8 steps reuse the last single block's input; default on)")
+    custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
+    for name in ("llava", "whisper"):
+        custom.add_argument(f"--{name}-dir", help=f"Hugging Face folder of HunyuanCustom's {name}")
     parser.add_argument("--config", help=f"model config (default: {RELEASED_CONFIG} with checkpoints, else {TINY_CONFIG})")
     args, rest = parser.parse_known_args(argv)
     bad = [a for a in rest if not a.startswith("--config.")]
@@ -69,15 +82,24 @@ class Plan:
     options: SamplingOptions
     prompt: str
     save_path: Path
+    custom: object = None  # CustomInputs in HunyuanCustom mode
+    step_cache: bool = True
 
 
 def plan(argv) -> Plan:
     """Everything the run needs, checked; loads no model. Raises SystemExit with a message."""
     parser, args, overrides = parse_args(argv)
+    custom = bool(args.ref_image or args.input_audio or args.input_video or args.mask_video)
     try:
         base = Path(args.model_base) if args.model_base else None
         paths = ModelPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None) for name in ModelPaths.__dataclass_fields__})
-        config_path = args.config or (TINY_CONFIG if len(paths.missing()) == 4 else RELEASED_CONFIG)
+        no_checkpoints = len(paths.missing()) == 4
+        if custom:
+            from hyv_jax.sampling.custom_pipeline import CustomPaths
+            paths = CustomPaths(**dataclasses.asdict(paths), llava=args.llava_dir, whisper=args.whisper_dir)
+            config_path = args.config or (TINY_CUSTOM_CONFIG if no_checkpoints else CUSTOM_CONFIG)
+        else:
+            config_path = args.config or (TINY_CONFIG if no_checkpoints else RELEASED_CONFIG)
         config = load_config(config_path, overrides)
         for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
             if flag:
@@ -85,14 +107,64 @@ def plan(argv) -> Plan:
         flags = dict(height=args.video_size and args.video_size[0], width=args.video_size and args.video_size[1], frames=args.video_length,
                      steps=args.infer_steps, flow_shift=args.flow_shift, embedded_guidance=args.embedded_cfg_scale,
                      cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=args.noise_dtype, vae_tiling=args.vae_tiling)
-        seed = args.seed if args.seed is not None else random.randrange(1_000_000)
-        options = dataclasses.replace(SamplingOptions.from_mapping(config.sampling), num_videos=args.num_videos, seed=seed,
+        seed = args.seed if args.seed is not None else config.sampling.get("seed", random.randrange(1_000_000))
+        sampling = config.sampling
+        if custom and args.input_video:  # the editing checkpoint's schedule unless flags say otherwise
+            sampling = dict(sampling.to_dict(), **config.editing_sampling.to_dict())
+        options = dataclasses.replace(SamplingOptions.from_mapping(sampling), num_videos=args.num_videos, seed=seed,
                                       **{k: v for k, v in flags.items() if v is not None})
-        paths.check(config.get("allow_random_weights", False))
+        inputs = None
+        if custom:
+            inputs, options = read_custom_inputs(args, config, paths, options)
+            paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
+        else:
+            paths.check(config.get("allow_random_weights", False))
         save_path = writable_folder(Path(args.save_path))
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
-    return Plan(config, config_path, paths, options, args.prompt, save_path)
+    return Plan(config, config_path, paths, options, args.prompt, save_path, inputs, args.step_cache)
+
+
+def read_custom_inputs(args, config, paths, options: SamplingOptions):
+    """Decodes and checks the HunyuanCustom inputs (images, audio, video and mask) against the
+    model's modules; an input video sets the frame count. Loads no model."""
+    from hyv_jax.convert.orbax_io import read_info
+    from hyv_jax.models.custom.audio_prompts import load_audio
+    from hyv_jax.models.custom.mask_video import process_mask
+    from hyv_jax.models.custom.reference_image import load_image
+    from hyv_jax.models.custom.transformer import CustomTransformerConfig
+    from hyv_jax.sampling.custom_pipeline import CustomInputs, resize_frames
+
+    if not args.ref_image:
+        raise ValueError("HunyuanCustom modes need --ref-image (the subject to keep)")
+    # the converted checkpoint says which modules it has; without one, the config does
+    stored = read_info(paths.transformer)["config"] if paths.transformer else config.transformer
+    model = CustomTransformerConfig.from_mapping(stored)
+    images = [load_image(path) for path in args.ref_image]
+    audio = load_audio(args.input_audio) if args.input_audio else None
+    video = mask = None
+    if args.input_video or args.mask_video:
+        if not (args.input_video and args.mask_video):
+            raise ValueError("editing needs both --input-video and --mask-video")
+        video, mask_frames = (_read_video(args.input_video), _read_video(args.mask_video))
+        if video.shape[:3] != mask_frames.shape[:3]:
+            raise ValueError(f"--mask-video {mask_frames.shape[:3]} and --input-video {video.shape[:3]} (frames, height, width) "
+                             "must have the same frame count and size")
+        options = dataclasses.replace(options, frames=len(video))  # checks 4k+1
+        video = resize_frames(video, options.height, options.width)
+        mask = process_mask(mask_frames, options.height, options.width, args.expand_scale)
+    inputs = CustomInputs(images, audio, args.audio_strength, video, mask, args.subject_name)
+    inputs.check(model, options)
+    return inputs, options
+
+
+def _read_video(path):
+    from hyv_jax.io.video import read_video
+
+    try:
+        return read_video(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read video {path}: {error}; pass an mp4/webm/mov file PyAV can decode") from error
 
 
 def writable_folder(folder: Path) -> Path:
@@ -112,7 +184,7 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
 
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
-    from hyv_jax.io.video import write_image, write_video
+    from hyv_jax.io.video import FPS, write_image, write_video
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
     o = p.options
@@ -121,16 +193,26 @@ def main(argv=None) -> list[Path]:
           f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
     if p.paths.missing():
         print(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
-    pipeline = TextToVideoPipeline.from_config(p.config, p.paths)
+    fps, audio, sample_rate = FPS, None, None
+    if p.custom is not None:
+        from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
+        from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
+        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None)
+        fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
+        run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache)  # noqa: E731
+    else:
+        pipeline = TextToVideoPipeline.from_config(p.config, p.paths)
+        run = lambda: pipeline(p.prompt, o)  # noqa: E731
     start = time.perf_counter()
-    videos = pipeline(p.prompt, o)
+    videos = run()
     print(f"sampled {o.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
     written = []
     for frames, seed in zip(videos.frames, videos.seeds, strict=True):
         if o.frames == 1:
             written.append(write_image(p.save_path / output_name(p.prompt, seed, ".png"), frames[0]))
         else:
-            written.append(write_video(p.save_path / output_name(p.prompt, seed, ".mp4"), frames))
+            written.append(write_video(p.save_path / output_name(p.prompt, seed, ".mp4"), frames, fps,
+                                       **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
         print(f"saved {written[-1]}")
     return written
 

@@ -34,6 +34,7 @@ setup(
             "pytest",
             "pytest-xdist",
             "peft",
+            "soundfile",  # writes the test speech file (librosa reads through it too)
         ],
     },
 )

@@ -27,10 +27,24 @@ def custom_fields() -> dict:
     )
 
 
+NEGATIVE_PROMPT = (
+    "Aerial view, aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth, bad eyes, "
+    "bad limbs, distortion, blurring, text, subtitles, static, picture, black border."
+)
+
+
+def custom_sampling() -> dict:
+    """The official scripts' defaults (identity and audio checkpoints)."""
+    return dict(steps=30, flow_shift=13.0, cfg_scale=7.5, seed=1024, negative_prompt=NEGATIVE_PROMPT)
+
+
 def get_config() -> ml_collections.ConfigDict:
     config = hunyuan_video_t2v.get_config()
     config.transformer.guidance_embed = False
     config.transformer.update(custom_fields())
+    config.sampling.update(custom_sampling())
+    # the editing checkpoint's schedule (applied by sample.py with --input-video)
+    config.editing_sampling = ml_collections.ConfigDict(dict(steps=50, flow_shift=5.0))
     # whisper-tiny, run in fp32 as upstream (audio checkpoint only)
     config.whisper = ml_collections.ConfigDict(
         dict(mel_bins=80, dim=384, heads=6, layers=4, ffn_dim=1536, positions=1500, dtype="float32", param_dtype="float32")

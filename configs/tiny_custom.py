@@ -12,6 +12,9 @@ def get_config():
     config.transformer.update(hunyuan_custom.custom_fields())
     config.transformer.update(video_condition=True, audio_condition=True, audio_hidden=8, audio_attention_dim=32)
     full = hunyuan_custom.get_config()
+    config.sampling.update(hunyuan_custom.custom_sampling())
+    config.sampling.update(steps=10)  # tiny's
+    config.editing_sampling = full.editing_sampling
     config.whisper = full.whisper
     config.whisper.update(ffn_dim=64)  # width 384 and 4 layers kept: audio_proj reads 5 states of 384 channels
     config.vision = full.vision

@@ -17,9 +17,12 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int = 18) -> Path:
+def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int = 18, *, audio: np.ndarray | None = None,
+                sample_rate: int = 16000) -> Path:
     """Writes (T, H, W, 3) uint8 RGB frames as an H.264 mp4. yuv420p halves the chroma
-    resolution, so height and width must be even (sampled videos are multiples of 16)."""
+    resolution, so height and width must be even (sampled videos are multiples of 16).
+    audio: mono float samples in [-1, 1] at `sample_rate`, muxed as AAC, cut to the video's
+    length."""
     frames = _check_frames(frames)
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
@@ -29,10 +32,23 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS, crf: int =
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf)}
+        # every stream exists before the first packet (the header is written then)
+        sound = container.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
+        if sound is not None:
+            _mux_audio(container, sound, np.asarray(audio, np.float32)[: len(frames) * sample_rate // fps], sample_rate)
     return path
+
+
+def _mux_audio(container, stream, samples: np.ndarray, sample_rate: int) -> None:
+    if samples.ndim != 1 or not samples.size:
+        raise ValueError(f"audio must be non-empty mono samples (N,), got {samples.shape}")
+    frame = av.AudioFrame.from_ndarray(np.clip(samples, -1, 1)[None], format="fltp", layout="mono")
+    frame.sample_rate = sample_rate
+    container.mux(stream.encode(frame))
+    container.mux(stream.encode())
 
 
 def write_image(path: str | Path, frame: np.ndarray) -> Path:

@@ -157,22 +157,29 @@ class HunyuanVideoTransformer(nnx.Module):
     def single_stream_output(self, img, txt, vec, rope, kv_lengths, grid, attend, pin, n_skip: int = 0):
         """Single blocks over [img; txt], then the final layer on the image tokens after the
         first `n_skip` (HunyuanCustom's reference tokens), unpatchified to `grid`."""
+        joint = self.single_stream(jnp.concatenate([img, txt], axis=1), vec, rope, txt.shape[1], kv_lengths, attend, pin)
+        return self.image_output(joint, vec, img.shape[1], n_skip, grid)
+
+    def single_stream(self, joint, vec, rope, n_txt: int, kv_lengths, attend, pin, blocks=None):
+        """Single blocks (a stack of them; default all) over the joint [img; txt] tokens."""
         c = self.config
         cos, sin = rope
-        n_img, n_txt = img.shape[1], txt.shape[1]
         # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
         joint_rope = (
             jnp.concatenate([cos, jnp.ones((n_txt, c.head_dim), cos.dtype)]),
             jnp.concatenate([sin, jnp.zeros((n_txt, c.head_dim), sin.dtype)]),
         )
         joint_axes = ("batch", "sequence", "embed")
-        joint = scan_layers(
-            self.single_blocks, pin(jnp.concatenate([img, txt], axis=1), joint_axes),
+        return scan_layers(
+            self.single_blocks if blocks is None else blocks, pin(joint, joint_axes),
             lambda block, h: pin(block(h, vec, joint_rope, kv_lengths, attend), joint_axes),
             remat_policy=c.remat,
         )
+
+    def image_output(self, joint, vec, n_img: int, n_skip: int, grid):
+        """The final layer on the image tokens [n_skip, n_img) of the joint tokens, unpatchified."""
         out = self.final_layer(joint[:, n_skip:n_img], vec)
-        return unpatchify(out, grid, c.patch_size)
+        return unpatchify(out, grid, self.config.patch_size)
 
     def _check_inputs(self, x, text_states, text_mask, text_states_2, guidance):
         c = self.config

@@ -25,23 +25,35 @@ class DenoiseStep:
     [negative, positive] and true CFG combines the two halves; otherwise one prediction.
     `traces` counts how often the step was traced (once per input shapes)."""
 
-    def __init__(self, transformer: HunyuanVideoTransformer):
+    def __init__(self, transformer: HunyuanVideoTransformer, conditions=None):
+        """conditions: a pytree of further model inputs, fixed over the steps, that `predict`
+        reads (device-resident; the base model takes none)."""
         self.graphdef, self.state = nnx.split(transformer)
+        self.conditions = jax.device_put(conditions)
         self.traces = 0
         self._jitted = jax.jit(self._step)
 
-    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale):
+    def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg: bool, **kwargs):
+        """(velocity for the model batch x (doubled for true CFG), any further output to carry
+        out of the step: none for the base model)."""
+        return model(x, t, text_states, text_mask, pooled, guidance), None
+
+    def _step(self, state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale, conditions,
+              **kwargs):
+        """-> (next latents, predict's further output); kwargs go to predict."""
         self.traces += 1
         model = nnx.merge(self.graphdef, state)
         true_cfg = text_states.shape[0] == 2 * latents.shape[0]
         x = jnp.concatenate([latents, latents]) if true_cfg else latents
-        velocity = model(x, jnp.broadcast_to(t, (x.shape[0],)), text_states, text_mask, pooled, guidance)
+        velocity, extra = self.predict(model, x, jnp.broadcast_to(t, (x.shape[0],)), text_states, text_mask, pooled, guidance,
+                                       conditions, true_cfg, **kwargs)
         if true_cfg:
             velocity = combine_cfg(velocity, cfg_scale)
-        return euler_step(latents, velocity, sigma, sigma_next)
+        return euler_step(latents, velocity, sigma, sigma_next), extra
 
     def __call__(self, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale) -> jax.Array:
-        return self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale)
+        return self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale,
+                            self.conditions)[0]
 
 
 def denoise(step: DenoiseStep, noise: jax.Array, schedule: FlowSchedule, text: "PromptEmbeddings", guidance: np.ndarray | None,

@@ -80,7 +80,9 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
         audio_prompts: jax.Array | None = None,
         audio_strength: float = 1.0,
         parallel: ParallelPlan | None = None,
-    ) -> jax.Array:
+        step_cache: jax.Array | None = None,
+        return_step_cache: bool = False,
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """Predicts the flow velocity of the video latents.
 
         x (B, T, H, W, C) and ref_latents (B, R, H, W, C) channels-last (R reference frames,
@@ -90,6 +92,10 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
         bg_latents (B, T, H, W, 2C) = [masked video; mask video] latents; audio_prompts
         (B, 4(T-1)+1, window, states, channels) Whisper windows per video frame; parallel: as
         for the base transformer.
+
+        Step cache (upstream `is_cache`): `return_step_cache` also returns the joint tokens that
+        enter the last single block; a later call given them as `step_cache` runs only the
+        conditioning embedding, that block and the final layer (the timestep changes vec).
         """
         c = self.config
         dtype = jnp.dtype(c.dtype)
@@ -97,6 +103,13 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
         self._check_conditions(x, ref_latents, bg_latents, audio_prompts)
         grid = patch_grid(x.shape, c.patch_size)
         vec, txt = self.embed_conditions(t, text_states, text_mask, text_states_2, None)
+        attend, pin = self.runtime(parallel)
+        rope = rope_tables(timecat_w_positions(grid, ref_latents.shape[1]), c.rope_axes_dims, c.rope_theta)
+        if step_cache is not None:
+            n_img = step_cache.shape[1] - txt.shape[1]
+            kv_lengths = n_img + jnp.sum(text_mask.astype(jnp.int32), axis=1)
+            joint = self.single_stream(step_cache, vec, rope, txt.shape[1], kv_lengths, attend, pin, blocks=self._single_blocks(-1))
+            return self.image_output(joint, vec, n_img, n_img - int(np.prod(grid)), grid)
 
         img = self.img_in(x.astype(dtype))
         if bg_latents is not None:
@@ -105,9 +118,6 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
         n_ref = ref.shape[1]
         img = jnp.concatenate([ref, img], axis=1)
         kv_lengths = img.shape[1] + jnp.sum(text_mask.astype(jnp.int32), axis=1)
-        rope = rope_tables(timecat_w_positions(grid, ref_latents.shape[1]), c.rope_axes_dims, c.rope_theta)
-
-        attend, pin = self.runtime(parallel)
 
         def double_block(block, carry):
             return block(*carry, vec, rope, kv_lengths, attend)
@@ -118,7 +128,17 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
             audio = frame_audio_tokens(self.audio_proj(audio_prompts.astype(dtype)), grid[0])
             img, txt = scan_layers(self.double_blocks, (img, txt), self._with_audio(double_block, audio, n_ref, audio_strength),
                                    xs=self._audio_slots(), remat_policy=c.remat)
-        return self.single_stream_output(img, txt, vec, rope, kv_lengths, grid, attend, pin, n_skip=n_ref)
+        if not return_step_cache:
+            return self.single_stream_output(img, txt, vec, rope, kv_lengths, grid, attend, pin, n_skip=n_ref)
+        joint = jnp.concatenate([img, txt], axis=1)
+        cache = self.single_stream(joint, vec, rope, txt.shape[1], kv_lengths, attend, pin, blocks=self._single_blocks(0, -1))
+        joint = self.single_stream(cache, vec, rope, txt.shape[1], kv_lengths, attend, pin, blocks=self._single_blocks(-1))
+        return self.image_output(joint, vec, img.shape[1], n_ref, grid), cache
+
+    def _single_blocks(self, start: int, stop: int | None = None):
+        """The stack of single blocks [start, stop) (stop None: to the end)."""
+        graphdef, stacked = nnx.split(self.single_blocks)
+        return nnx.merge(graphdef, jax.tree.map(lambda a: a[start:stop], stacked))
 
     def _audio_slots(self) -> np.ndarray:
         """Per double block, the index of the audio layer applied after it, or -1."""

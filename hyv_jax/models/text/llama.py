@@ -92,11 +92,19 @@ def rope_tables(config: LlamaConfig, length: int) -> tuple[np.ndarray, np.ndarra
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
+def rope_tables_at(config: LlamaConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """cos, sin (B, L, head_dim) for per-token positions (B, L), in float32 as transformers."""
+    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inverse_frequencies(config))
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
 def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """x (B, L, heads, head_dim) rotated in pairs (i, i + head_dim/2), in x's dtype (as upstream)."""
+    """x (B, L, heads, head_dim) rotated in pairs (i, i + head_dim/2), in x's dtype (as upstream);
+    cos/sin (L, head_dim) shared by the batch or (B, L, head_dim) per sample."""
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    cos, sin = cos.astype(x.dtype)[None, :, None, :], sin.astype(x.dtype)[None, :, None, :]
+    cos, sin = cos.astype(x.dtype)[..., None, :], sin.astype(x.dtype)[..., None, :]
     return x * cos + rotated * sin
 
 
@@ -155,7 +163,14 @@ class LlamaModel(nnx.Module):
     def __call__(self, input_ids: jax.Array, mask: jax.Array) -> jax.Array:
         """input_ids (B, L) int, mask (B, L) 1 = token, 0 = right padding -> the hidden state
         (B, L, hidden_size) after `output_layer` decoder layers."""
-        cos, sin = rope_tables(self.config, input_ids.shape[1])
-        x = self.embed_tokens(input_ids)
+        return self.from_embeddings(self.embed_tokens(input_ids), mask)
+
+    def from_embeddings(self, x: jax.Array, mask: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """The decoder on input embeddings x (B, L, hidden_size), e.g. text with LLaVA's image
+        embeddings spliced in; positions (B, L) the RoPE positions, None for 0..L-1."""
+        if positions is None:
+            cos, sin = rope_tables(self.config, x.shape[1])
+        else:
+            cos, sin = rope_tables_at(self.config, positions)
         x = scan_layers(self.layers, x, lambda layer, h: layer(h, cos, sin, mask))
         return self.norm(x) if self.norm is not None else x

@@ -32,18 +32,18 @@ class PromptEmbeddings:
     pooled: np.ndarray  # (B, D2) float32: CLIP pooled output
 
 
-class _Encoder:
+class LazyEncoder:
     """One model, loaded on first use and again after `release`; jitted over (graphdef, state)."""
 
     def __init__(self, load: Callable[[], nnx.Module], output: Callable):
         self._load, self._output = load, output
         self._state = self._fn = None
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
         if self._state is None:
             graphdef, self._state = nnx.split(self._load())
-            self._fn = jax.jit(lambda state, i, m: self._output(nnx.merge(graphdef, state)(i, m)))
-        return np.asarray(jax.device_get(self._fn(self._state, ids, mask)), np.float32)
+            self._fn = jax.jit(lambda state, *a: self._output(nnx.merge(graphdef, state)(*a)))
+        return np.asarray(jax.device_get(self._fn(self._state, *inputs)), np.float32)
 
     def release(self) -> None:
         if self._state is not None:
@@ -76,7 +76,7 @@ def _placed(model: nnx.Module, shardings: Mapping | None) -> nnx.Module:
 
 
 class TextEncoder:
-    def __init__(self, llm: _Encoder, clip: _Encoder, llm_tokenizer: TextTokenizer, clip_tokenizer: TextTokenizer):
+    def __init__(self, llm: LazyEncoder, clip: LazyEncoder, llm_tokenizer: TextTokenizer, clip_tokenizer: TextTokenizer):
         self._llm, self._clip = llm, clip
         self.llm_tokenizer, self.clip_tokenizer = llm_tokenizer, clip_tokenizer
         self.crops = {mode: template(mode).crop(llm_tokenizer.token_ids) for mode in TEMPLATES}
@@ -119,7 +119,7 @@ class TextEncoder:
             tokenizer = TextTokenizer.from_folder(folder, max_length, on_truncation=config.on_truncation, name=f"{name} tokenizer")
             parts.append((load, tokenizer))
         (llm_load, llm_tokenizer), (clip_load, clip_tokenizer) = parts
-        return cls(_Encoder(llm_load, lambda states: states), _Encoder(clip_load, lambda out: out[1]), llm_tokenizer, clip_tokenizer)
+        return cls(LazyEncoder(llm_load, lambda states: states), LazyEncoder(clip_load, lambda out: out[1]), llm_tokenizer, clip_tokenizer)
 
     def encode(self, prompts: Sequence[str], *, mode: str = "video") -> PromptEmbeddings:
         """mode "video" or "image" picks the prompt template (and its crop). Weights released by
@@ -128,9 +128,15 @@ class TextEncoder:
         chosen, crop = template(mode), self.crops.get(mode)
         ids, mask = self.llm_tokenizer([chosen.apply(p) for p in prompts])
         states = self._llm(ids, mask)
-        clip_ids, clip_mask = self.clip_tokenizer(prompts)
-        pooled = self._clip(clip_ids, clip_mask)
-        return PromptEmbeddings(states[:, crop:], mask[:, crop:], pooled)
+        return PromptEmbeddings(states[:, crop:], mask[:, crop:], self.pooled(prompts))
+
+    def pooled(self, prompts: Sequence[str]) -> np.ndarray:
+        """CLIP's pooled output (B, D2) of the plain prompts."""
+        return self._clip(*self.clip_tokenizer(list(prompts)))
+
+    def llm_model(self) -> nnx.Module:
+        """A new LLM holding the weights `encode` uses (for encoders built around it)."""
+        return self._llm._load()
 
     def release(self) -> None:
         """Frees the device buffers of both encoders' parameters; a later `encode` reloads them
