@@ -13,6 +13,7 @@ setup(
         "optax",
         "orbax-checkpoint>=0.12",
         "grain",
+        "av",
         "einops",
         "tensorflow-datasets",
         "numpy",
@@ -21,6 +22,8 @@ setup(
         "ml-dtypes",
         "tqdm",
         "tokenizers",
+        "pillow",
+        "array-record",
     ],
     extras_require={
         "test": [

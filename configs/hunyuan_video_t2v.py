@@ -31,6 +31,22 @@ def get_config() -> ml_collections.ConfigDict:
             remat="none",  # none | full | dots | dots_no_batch (nn/remat.py)
         )
     )
+    # upstream sample_video.py's defaults (hyv_jax.sampling.options.SamplingOptions)
+    config.sampling = ml_collections.ConfigDict(
+        dict(
+            height=720,
+            width=1280,
+            frames=129,
+            steps=50,
+            flow_shift=7.0,
+            embedded_guidance=6.0,
+            cfg_scale=1.0,
+            noise_dtype="float16",
+            sigma_spacing="official",
+            vae_tiling=True,
+        )
+    )
+    config.allow_random_weights = False  # sampling needs converted checkpoints
     config.vae = ml_collections.ConfigDict(
         dict(
             in_channels=3,

@@ -18,6 +18,9 @@ def get_config():
         dtype="float32",
         param_dtype="float32",
     )
+    # small enough for a CPU: the README's main command samples this with random weights
+    config.sampling.update(height=64, width=64, frames=9, steps=10)
+    config.allow_random_weights = True
     config.vae.update(
         latent_channels=4,
         block_out_channels=(8, 16, 16, 16),

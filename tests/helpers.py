@@ -47,3 +47,25 @@ def torch_random_init(module, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
             else:
                 p.copy_(1 + torch.randn(p.shape, generator=gen) * 0.1)
+
+
+def torch_timestep_frequencies(half, max_period):
+    import math
+
+    import torch
+
+    return torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32) / half).numpy()
+
+
+def diffusers_tiny(seed=3):
+    """diffusers' HunyuanVideoTransformer3DModel at the tiny config (configs/tiny.py), random non-zero."""
+    from diffusers import HunyuanVideoTransformer3DModel
+
+    model = HunyuanVideoTransformer3DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=32, num_layers=2,
+        num_single_layers=2, num_refiner_layers=2, mlp_ratio=4.0, patch_size=2, patch_size_t=1,
+        qk_norm="rms_norm", guidance_embeds=True, text_embed_dim=32, pooled_projection_dim=16,
+        rope_theta=256.0, rope_axes_dim=(8, 12, 12),
+    ).eval()
+    torch_random_init(model, seed)
+    return model

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import channels_last, fixture_params, load_fixture, report, torch_random_init
+from helpers import channels_last, diffusers_tiny, fixture_params, load_fixture, report, torch_timestep_frequencies
 
 from configs import load_config
 from hyv_jax.convert.checkpoint_source import from_arrays
@@ -33,14 +33,6 @@ def fixture_model(fixture_b1):
 def run(model, t):
     return model(channels_last(t["input.x"]), t["input.t"], t["input.text_states"], t["input.text_mask"],
                  t["input.text_states_2"], t["input.guidance"])
-
-
-def torch_timestep_frequencies(half, max_period):
-    import math
-
-    import torch
-
-    return torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32) / half).numpy()
 
 
 @pytest.mark.parametrize("name", ["hyvideo_t2v_dit_tiny", "hyvideo_t2v_dit_tiny_b2"])
@@ -83,19 +75,6 @@ def test_padded_text_does_not_leak(fixture_model, fixture_b1):
     states[:, int(t["input.text_mask"].sum()):] = 1e3 * np.random.default_rng(0).standard_normal(states[:, 9:].shape)
     t["input.text_states"] = states
     np.testing.assert_array_equal(np.asarray(run(fixture_model, t)), base)
-
-
-def diffusers_tiny(seed=3):
-    from diffusers import HunyuanVideoTransformer3DModel
-
-    model = HunyuanVideoTransformer3DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=32, num_layers=2,
-        num_single_layers=2, num_refiner_layers=2, mlp_ratio=4.0, patch_size=2, patch_size_t=1,
-        qk_norm="rms_norm", guidance_embeds=True, text_embed_dim=32, pooled_projection_dim=16,
-        rope_theta=256.0, rope_axes_dim=(8, 12, 12),
-    ).eval()
-    torch_random_init(model, seed)
-    return model
 
 
 def test_diffusers_parity_batch2(monkeypatch):

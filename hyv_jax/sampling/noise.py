@@ -1,0 +1,30 @@
+"""Initial noise: one generator per video (seed + i, as upstream), so a video does not depend on
+how many others share its batch.
+
+Drawn channels-last (T, H, W, C) per video in `dtype`: "float16" mimics upstream (its noise is
+drawn in half precision, so values carry fp16 rounding), "float32" is diffusers' choice. Either
+way the result is float32, the dtype the Euler solver keeps. JAX's generator is not torch's:
+the same seed gives a different (equally distributed) video than the PyTorch code.
+"""
+
+import jax
+import jax.numpy as jnp
+
+NOISE_DTYPES = ("float16", "float32")
+
+
+def video_seeds(seed: int, count: int) -> list[int]:
+    return [seed + i for i in range(count)]
+
+
+def initial_noise(seeds: list[int], latent_shape: tuple[int, int, int, int], dtype: str = "float16") -> jax.Array:
+    """(len(seeds), T, H, W, C) float32 standard normal noise, video i from seeds[i]."""
+    if dtype not in NOISE_DTYPES:
+        raise ValueError(f"noise dtype must be one of {NOISE_DTYPES}, got {dtype!r}")
+    draws = [jax.random.normal(jax.random.key(s), latent_shape, jnp.dtype(dtype)) for s in seeds]
+    return jnp.stack(draws).astype(jnp.float32)
+
+
+def latent_shape(frames: int, height: int, width: int, channels: int, temporal_ratio: int = 4, spatial_ratio: int = 8) -> tuple[int, int, int, int]:
+    """(T, H, W, C) of the latent video for `frames` x `height` x `width` pixels."""
+    return ((frames - 1) // temporal_ratio + 1, height // spatial_ratio, width // spatial_ratio, channels)

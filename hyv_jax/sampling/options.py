@@ -1,0 +1,60 @@
+"""What to sample: sizes, schedule, guidance, seeds. Defaults are upstream's sample_video.py;
+configs carry them in their `sampling` section, and everything is checked before any model
+loads."""
+
+import dataclasses
+from collections.abc import Mapping
+
+from hyv_jax.config_dataclass import from_mapping
+from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT
+from hyv_jax.sampling.noise import NOISE_DTYPES
+from hyv_jax.sampling.schedule import SPACINGS
+
+SIZE_MULTIPLE = 16  # the VAE's 8x times the transformer's 2x2 patches
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingOptions:
+    height: int = 720
+    width: int = 1280
+    frames: int = 129  # 4k + 1; 1 samples an image (image prompt template, PNG out)
+    steps: int = 50
+    flow_shift: float = 7.0
+    embedded_guidance: float = 6.0  # input of guidance-distilled models, times 1000
+    cfg_scale: float = 1.0  # true classifier-free guidance when > 1 (two predictions per step)
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    num_videos: int = 1
+    seed: int = 0  # video i uses seed + i
+    noise_dtype: str = "float16"  # upstream draws its noise in half precision; diffusers in float32
+    sigma_spacing: str = "official"  # see schedule.py
+    vae_tiling: bool = True
+
+    def __post_init__(self):
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
+                raise ValueError(f"video {name} {value} must be a positive multiple of {SIZE_MULTIPLE} (e.g. 544x960, 720x1280)")
+        if self.frames < 1 or (self.frames - 1) % 4:
+            below, above = (self.frames - 1) // 4 * 4 + 1, (self.frames + 2) // 4 * 4 + 1
+            hint = f"try {below} or {above}" if self.frames > 1 else "e.g. 1, 5, ..., 129"
+            raise ValueError(f"video length {self.frames} must be 4k + 1 frames ({hint})")
+        if self.steps < 1:
+            raise ValueError(f"the number of inference steps must be >= 1, got {self.steps}")
+        if self.flow_shift <= 0:
+            raise ValueError(f"the flow shift must be > 0 (7.0 for the released model), got {self.flow_shift}")
+        if self.cfg_scale < 1:
+            raise ValueError(f"cfg scale {self.cfg_scale} must be >= 1 (1 turns true classifier-free guidance off)")
+        if self.num_videos < 1:
+            raise ValueError(f"the number of videos must be >= 1, got {self.num_videos}")
+        if self.noise_dtype not in NOISE_DTYPES:
+            raise ValueError(f"noise dtype {self.noise_dtype!r} must be one of {NOISE_DTYPES}")
+        if self.sigma_spacing not in SPACINGS:
+            raise ValueError(f"sigma spacing {self.sigma_spacing!r} must be one of {SPACINGS}")
+
+    @property
+    def true_cfg(self) -> bool:
+        return self.cfg_scale > 1
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> "SamplingOptions":
+        return from_mapping(cls, values, "sampling")

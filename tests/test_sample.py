@@ -1,0 +1,84 @@
+"""sample.py: flags and config into checked options, and every bad input rejected with a
+message before any model loads (these tests load none)."""
+
+import json
+
+import pytest
+
+import sample
+
+
+def fails(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sample.plan(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err, err
+    return err
+
+
+def test_defaults_run_the_tiny_config_with_random_weights(tmp_path):
+    p = sample.plan(["--save-path", str(tmp_path), "--seed", "3"])
+    assert p.config_path == sample.TINY_CONFIG and p.paths.missing() == ["transformer", "vae", "llm", "clip"]
+    o = p.options
+    assert (o.height, o.width, o.frames, o.steps, o.flow_shift, o.embedded_guidance, o.cfg_scale, o.seed) == (64, 64, 9, 10, 7.0, 6.0, 1.0, 3)
+
+
+def test_flags_and_config_overrides(tmp_path):
+    p = sample.plan(["--save-path", str(tmp_path), "--video-size", "32", "48", "--video-length", "5", "--infer-steps", "3",
+                     "--flow-shift", "5", "--embedded-cfg-scale", "4.5", "--cfg-scale", "2", "--neg-prompt", "dark",
+                     "--num-videos", "2", "--no-vae-tiling", "--noise-dtype", "float32", "--precision", "bf16",
+                     "--config.sampling.sigma_spacing=diffusers", "--config.transformer.heads=4"])
+    o = p.options
+    assert (o.height, o.width, o.frames, o.steps, o.flow_shift, o.embedded_guidance, o.cfg_scale) == (32, 48, 5, 3, 5.0, 4.5, 2.0)
+    assert (o.negative_prompt, o.num_videos, o.vae_tiling, o.noise_dtype, o.sigma_spacing) == ("dark", 2, False, "float32", "diffusers")
+    assert p.config.transformer.heads == 4 and p.config.transformer.dtype == "bfloat16"
+
+
+def test_released_config_keeps_upstream_defaults(tmp_path, capsys):
+    folders = {}
+    for name in ("transformer", "vae", "llm", "clip"):
+        folder = tmp_path / "ckpts" / name
+        folder.mkdir(parents=True)
+        (folder / "hyv_jax.json").write_text(json.dumps({"model": name}))
+        if name in ("llm", "clip"):
+            (folder / "tokenizer.json").write_text("{}")
+        folders[name] = folder
+    p = sample.plan(["--model-base", str(tmp_path / "ckpts"), "--save-path", str(tmp_path / "out")])
+    o = p.options
+    assert p.config_path == sample.RELEASED_CONFIG and not p.paths.missing()
+    assert (o.height, o.width, o.frames, o.steps, o.flow_shift, o.embedded_guidance, o.cfg_scale, o.vae_tiling, o.noise_dtype) == (
+        720, 1280, 129, 50, 7.0, 6.0, 1.0, True, "float16")
+    assert "Aerial view" in o.negative_prompt
+    (folders["clip"] / "tokenizer.json").unlink()
+    fails(["--model-base", str(tmp_path / "ckpts"), "--save-path", str(tmp_path / "out")], "clip folder", capsys)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--video-size", "60", "64"], "height 60 must be a positive multiple of 16"),
+    (["--video-size", "64", "100"], "width 100 must be a positive multiple of 16"),
+    (["--video-length", "10"], "4k + 1 frames (try 9 or 13)"),
+    (["--infer-steps", "0"], "steps must be >= 1"),
+    (["--cfg-scale", "0.5"], "cfg scale"),
+    (["--config.sampling.stepz=3"], "unknown config key 'sampling.stepz'"),
+    (["--bogus"], "unknown arguments ['--bogus']"),
+    (["--config", "configs/nope.py"], "does not exist"),
+])
+def test_bad_inputs(argv, message, capsys, tmp_path):
+    fails(["--save-path", str(tmp_path)] + argv, message, capsys)
+
+
+def test_missing_checkpoints_and_tokenizers(capsys, tmp_path):
+    save = ["--save-path", str(tmp_path / "out")]
+    fails(save + ["--transformer-dir", str(tmp_path / "nope")], "has no hyv_jax.json", capsys)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "hyv_jax.json").write_text("{}")
+    err = fails(save + ["--transformer-dir", str(tmp_path / "t")], "needs converted checkpoints, missing: vae, llm, clip", capsys)
+    assert "convert_torch_weights.py" in err
+    (tmp_path / "llm").mkdir()
+    (tmp_path / "llm" / "hyv_jax.json").write_text("{}")
+    fails(save + ["--config", "configs/tiny.py", "--llm-dir", str(tmp_path / "llm")], "has no tokenizer.json", capsys)
+
+
+def test_save_path_that_is_a_file(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    fails(["--save-path", str(tmp_path / "file")], "pass a writable --save-path", capsys)
