@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resolutions", nargs="+", default=["544x960", "960x544", "720x720"], help="HEIGHTxWIDTH buckets")
     p.add_argument("--frames", nargs="+", type=int, default=[1, 33, 65, 129], help="frame-count buckets (1+4k)")
     p.add_argument("--shard_size", type=int, default=1024)
+    p.add_argument("--text_seed", type=int, default=0,
+                   help="seed of random text encoders (no --llm_dir/--clip_dir); sampling must use the same one")
 
     v = sub.add_parser("train-vae", help="the VAE from scratch on procedural scenes -> converted VAE folder")
     v.add_argument("--config", default="configs/tiny.py", help="model config (its vae section)")
@@ -142,7 +144,7 @@ def _prepare(args, config) -> None:
     except ImportError as e:
         raise SystemExit(f"the text encoders (hyv_jax.models.text) are not available: {e}") from e
     vae = restore_vae(args.vae)
-    text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir)
+    text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir, seed=args.text_seed)
     buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
     if args.input:
         items = folder_items(args.input)
