@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--batch_size", type=int, default=4)
     v.add_argument("--lr", type=float, default=2e-3)
     v.add_argument("--kl_weight", type=float, default=1e-4)
+    v.add_argument("--foreground_weight", type=float, default=10.0, help="extra loss weight on pixels unlike the clip's median")
     v.add_argument("--resolution", default="32x32", help="HEIGHTxWIDTH of the rendered scenes")
     v.add_argument("--frames", type=int, default=9, help="frames per scene (1 + 4k)")
     v.add_argument("--seed", type=int, default=0)
@@ -172,7 +173,7 @@ def _train_vae(args, config) -> None:
     vae_config = VAEConfig.from_mapping(config.vae)
     (height, width), = parse_resolutions([args.resolution])
     trainer = VAETrainer(CausalVideoVAE(vae_config, rngs=nnx.Rngs(args.seed)), lr=args.lr,
-                         weights=VAELossWeights(kl=args.kl_weight), seed=args.seed)
+                         weights=VAELossWeights(kl=args.kl_weight, foreground=args.foreground_weight), seed=args.seed)
     batches = scene_batches(args.batch_size, frames=args.frames, height=height, width=width, seed=args.seed)
     train_vae(trainer, batches, args.steps, log_every=max(1, args.steps // 20))
     save_converted(args.out, params_to_numpy(trainer.model()), MODEL_KIND, vae_config, "train.py train-vae", vae_config.param_dtype)
