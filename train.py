@@ -40,6 +40,7 @@ Each clip goes to the bucket of nearest aspect ratio and the longest frame count
 VAE training (reconstruction L1 + MSE + a small KL; writes a converted VAE folder `prepare --vae` reads):
   python train.py train-vae --config configs/tiny.py --out runs/tiny_vae --steps 300 --batch_size 4 \\
       --resolution 32x32 --frames 9
+  (--init runs/tiny_vae continues from a trained VAE folder with a fresh optimizer)
 
 Config overrides: --config.key.path=value (Python literals), e.g. --config.training.lora.rank=16.
 """
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("train-vae", help="the VAE from scratch on procedural scenes -> converted VAE folder")
     v.add_argument("--config", default="configs/tiny.py", help="model config (its vae section)")
     v.add_argument("--out", required=True, help="output folder for the converted VAE")
+    v.add_argument("--init", help="converted VAE folder to continue from (fresh optimizer); default: random init")
     v.add_argument("--steps", type=int, default=300)
     v.add_argument("--batch_size", type=int, default=4)
     v.add_argument("--lr", type=float, default=2e-3)
@@ -165,14 +167,15 @@ def _train_vae(args, config) -> None:
 
     from hyv_jax.convert.converted_model import save_converted
     from hyv_jax.convert.model_state import params_to_numpy
-    from hyv_jax.convert.vae_checkpoint import MODEL_KIND
+    from hyv_jax.convert.vae_checkpoint import MODEL_KIND, restore_vae
     from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
     from hyv_jax.training.data_preparation import parse_resolutions
     from hyv_jax.training.vae_training import VAELossWeights, VAETrainer, scene_batches, train_vae
 
     vae_config = VAEConfig.from_mapping(config.vae)
     (height, width), = parse_resolutions([args.resolution])
-    trainer = VAETrainer(CausalVideoVAE(vae_config, rngs=nnx.Rngs(args.seed)), lr=args.lr,
+    vae = restore_vae(args.init, vae_config) if args.init else CausalVideoVAE(vae_config, rngs=nnx.Rngs(args.seed))
+    trainer = VAETrainer(vae, lr=args.lr,
                          weights=VAELossWeights(kl=args.kl_weight, foreground=args.foreground_weight), seed=args.seed)
     batches = scene_batches(args.batch_size, frames=args.frames, height=height, width=width, seed=args.seed)
     train_vae(trainer, batches, args.steps, log_every=max(1, args.steps // 20))
