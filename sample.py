@@ -1,7 +1,8 @@
 """Text to video with HunyuanVideo: prompt in, mp4 out (a PNG for --video-length 1).
 
-With no checkpoint flags this runs the tiny model of configs/tiny.py with random weights on
-any machine (the video is noise-like; it checks the whole path). With converted checkpoints
+With no checkpoint flags this runs the tiny model of configs/tiny.py on any machine: the
+trained tiny default when hyv_jax/assets/tiny_default holds one (bench/train_tiny_default.py),
+else random weights (the video is noise-like; it checks the whole path). With converted checkpoints
 (convert_torch_weights.py to-jax --model transformer|vae|llm|clip) it runs the released 13B:
 
   python sample.py --prompt "A cat walks on the grass, realistic style."
@@ -27,6 +28,7 @@ from pathlib import Path
 from configs import load_config
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import ModelPaths
+from hyv_jax.sampling.tiny_default import ASSET_DIR, shipped_paths
 
 TINY_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/hunyuan_video_t2v.py"
 TINY_CUSTOM_CONFIG, CUSTOM_CONFIG = "configs/tiny_custom.py", "configs/hunyuan_custom.py"
@@ -100,6 +102,8 @@ def plan(argv) -> Plan:
             config_path = args.config or (TINY_CUSTOM_CONFIG if no_checkpoints else CUSTOM_CONFIG)
         else:
             config_path = args.config or (TINY_CONFIG if no_checkpoints else RELEASED_CONFIG)
+            if config_path == TINY_CONFIG and no_checkpoints:
+                paths = shipped_paths() or paths  # the trained tiny default, when the repository holds one
         config = load_config(config_path, overrides)
         for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
             if flag:
@@ -191,7 +195,10 @@ def main(argv=None) -> list[Path]:
     print(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
           f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
           f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
-    if p.paths.missing():
+    if p.paths == shipped_paths():
+        print(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): "
+              "try --prompt 'a red circle moving left'")
+    elif p.paths.missing():
         print(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
     fps, audio, sample_rate = FPS, None, None
     if p.custom is not None:

@@ -3,6 +3,7 @@
 Commands
   train        (default) full or LoRA training on cached latents, sharded over a mesh, resumable
   prepare      videos/images + captions -> cached-latent ArrayRecord shards (VAE + text encoders)
+  train-vae    the VAE from scratch on procedural scenes rendered on the fly (the tiny default's)
   export-lora  a LoRA checkpoint -> diffusers/peft .safetensors (HunyuanVideoLoraLoaderMixin)
 
 Full training (all transformer weights; from scratch, or from a converted checkpoint):
@@ -36,6 +37,11 @@ Data preparation (a folder where x.mp4 / x.png has its caption in x.txt, or a TF
   python train.py prepare --config configs/tiny.py --procedural 2000 --resolutions 32x32 --frames 9 ...
       (the procedural scenes the embedded tiny default trains on)
 Each clip goes to the bucket of nearest aspect ratio and the longest frame count it fills.
+
+VAE training (reconstruction L1 + MSE + a small KL; writes a converted VAE folder `prepare --vae` reads):
+  python train.py train-vae --config configs/tiny.py --out runs/tiny_vae --steps 300 --batch_size 4 \\
+      --resolution 32x32 --frames 9
+  (--init runs/tiny_vae continues from a trained VAE folder with a fresh optimizer)
 
 Config overrides: --config.key.path=value (Python literals), e.g. --config.training.lora.rank=16.
 """
@@ -76,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resolutions", nargs="+", default=["544x960", "960x544", "720x720"], help="HEIGHTxWIDTH buckets")
     p.add_argument("--frames", nargs="+", type=int, default=[1, 33, 65, 129], help="frame-count buckets (1+4k)")
     p.add_argument("--shard_size", type=int, default=1024)
+    p.add_argument("--text_seed", type=int, default=0,
+                   help="seed of random text encoders (no --llm_dir/--clip_dir); sampling must use the same one")
+
+    v = sub.add_parser("train-vae", help="the VAE from scratch on procedural scenes -> converted VAE folder")
+    v.add_argument("--config", default="configs/tiny.py", help="model config (its vae section)")
+    v.add_argument("--out", required=True, help="output folder for the converted VAE")
+    v.add_argument("--init", help="converted VAE folder to continue from (fresh optimizer); default: random init")
+    v.add_argument("--steps", type=int, default=300)
+    v.add_argument("--batch_size", type=int, default=4)
+    v.add_argument("--lr", type=float, default=2e-3)
+    v.add_argument("--kl_weight", type=float, default=1e-4)
+    v.add_argument("--foreground_weight", type=float, default=10.0, help="extra loss weight on pixels unlike the clip's median")
+    v.add_argument("--resolution", default="32x32", help="HEIGHTxWIDTH of the rendered scenes")
+    v.add_argument("--frames", type=int, default=9, help="frames per scene (1 + 4k)")
+    v.add_argument("--seed", type=int, default=0)
 
     e = sub.add_parser("export-lora", help="LoRA training checkpoint -> diffusers .safetensors")
     e.add_argument("--config", default="configs/hunyuan_video_t2v.py")
@@ -128,7 +149,7 @@ def _prepare(args, config) -> None:
     except ImportError as e:
         raise SystemExit(f"the text encoders (hyv_jax.models.text) are not available: {e}") from e
     vae = restore_vae(args.vae)
-    text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir)
+    text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir, seed=args.text_seed)
     buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
     if args.input:
         items = folder_items(args.input)
@@ -141,6 +162,27 @@ def _prepare(args, config) -> None:
     index = prepare_dataset(items, args.out, vae=vae, text_encoder=text, buckets=buckets, shard_size=args.shard_size)
     for name, info in index["buckets"].items():
         print(f"{name}: {info['count']} clips")
+
+
+def _train_vae(args, config) -> None:
+    from flax import nnx
+
+    from hyv_jax.convert.converted_model import save_converted
+    from hyv_jax.convert.model_state import params_to_numpy
+    from hyv_jax.convert.vae_checkpoint import MODEL_KIND, restore_vae
+    from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
+    from hyv_jax.training.data_preparation import parse_resolutions
+    from hyv_jax.training.vae_training import VAELossWeights, VAETrainer, scene_batches, train_vae
+
+    vae_config = VAEConfig.from_mapping(config.vae)
+    (height, width), = parse_resolutions([args.resolution])
+    vae = restore_vae(args.init, vae_config) if args.init else CausalVideoVAE(vae_config, rngs=nnx.Rngs(args.seed))
+    trainer = VAETrainer(vae, lr=args.lr,
+                         weights=VAELossWeights(kl=args.kl_weight, foreground=args.foreground_weight), seed=args.seed)
+    batches = scene_batches(args.batch_size, frames=args.frames, height=height, width=width, seed=args.seed)
+    train_vae(trainer, batches, args.steps, log_every=max(1, args.steps // 20))
+    save_converted(args.out, params_to_numpy(trainer.model()), MODEL_KIND, vae_config, "train.py train-vae", vae_config.param_dtype)
+    print(f"wrote {args.out}")
 
 
 def _export_lora(args, config) -> None:
@@ -160,14 +202,14 @@ def _export_lora(args, config) -> None:
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "prepare", "export-lora", "-h", "--help"):
+    if not argv or argv[0] not in ("train", "prepare", "train-vae", "export-lora", "-h", "--help"):
         argv = ["train", *argv]
     args, rest = _parser().parse_known_args(argv)
     bad = [a for a in rest if not a.startswith("--config.")]
     if bad:
         raise SystemExit(f"unknown arguments {bad}; config overrides look like --config.training.steps=100")
     config = load_config(args.config, [a.removeprefix("--config.") for a in rest])
-    {"train": _train, "prepare": _prepare, "export-lora": _export_lora}[args.command](args, config)
+    {"train": _train, "prepare": _prepare, "train-vae": _train_vae, "export-lora": _export_lora}[args.command](args, config)
 
 
 if __name__ == "__main__":
