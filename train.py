@@ -125,8 +125,8 @@ def _train(args, config) -> None:
     checkpoints = TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save)
     if args.resume or args.resume_step is not None:
         resume(trainer, checkpoints, batches, args.resume_step)
-    elif checkpoints.steps():
-        raise SystemExit(f"{workdir}/checkpoints holds steps {checkpoints.steps()}: pass --resume to continue, or use a new --workdir")
+    elif steps := checkpoints.steps():
+        raise SystemExit(f"{workdir}/checkpoints holds steps {steps}: pass --resume to continue, or use a new --workdir")
     log = MetricsLog(workdir / "tensorboard", tc.steps, trainer.step_count)
     try:
         history = train(trainer, batches, steps=tc.steps, checkpoints=checkpoints, checkpoint_every=tc.checkpoint.every,

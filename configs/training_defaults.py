@@ -23,6 +23,6 @@ def get_training_config() -> ml_collections.ConfigDict:
             lora=dict(enabled=False, rank=32, alpha=32.0, targets=DEFAULT_TARGETS),
             checkpoint=dict(every=500, keep=3, async_save=True),
             log_every=10,
-            data=dict(shuffle_seed=0, num_epochs=-1, bucket_weights="size", worker_count=0),
+            data=dict(shuffle_seed=0, num_epochs=-1),
         )
     )

@@ -1,16 +1,14 @@
 """From a config to a ready Trainer, and from a Trainer to files others load (a converted
 transformer checkpoint for sample.py, a diffusers LoRA)."""
 
-import dataclasses
 from pathlib import Path
 
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from hyv_jax.convert.converted_model import save_converted
 from hyv_jax.convert.model_state import params_to_numpy
-from hyv_jax.convert.orbax_io import save_params
 from hyv_jax.convert.safetensors_io import write_safetensors
 from hyv_jax.convert.transformer_checkpoint import MODEL_KIND, abstract_transformer, restore_transformer
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
@@ -55,11 +53,7 @@ def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False
         out_dir.mkdir(parents=True, exist_ok=True)
         write_safetensors(written["lora"], export_lora(model))
         model = merge_lora(model)
-    config = model.config
-    flat = params_to_numpy(model)
-    save_params(out_dir / "transformer", flat, {
-        "model": MODEL_KIND, "config": dataclasses.asdict(config), "source": "train.py",
-        "dtype": np.dtype(jnp.dtype(config.param_dtype)).name,
-    })
+    save_converted(out_dir / "transformer", params_to_numpy(model), MODEL_KIND, model.config, "train.py",
+                   jnp.dtype(model.config.param_dtype))
     written["transformer"] = out_dir / "transformer"
     return written

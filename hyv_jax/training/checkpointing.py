@@ -28,7 +28,8 @@ class TrainCheckpoints:
         )
 
     def steps(self) -> list[int]:
-        return list(self.manager.reload() or self.manager.all_steps())
+        self.manager.reload()  # see saves made by other processes or earlier runs
+        return list(self.manager.all_steps())
 
     def save(self, step: int, state, data_state: dict, meta: dict, *, force: bool = False) -> bool:
         return self.manager.save(step, args=ocp.args.Composite(

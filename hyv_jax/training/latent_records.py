@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
-FIELDS = ("latents", "text_states", "text_mask", "text_pooled")
 INDEX = "index.json"
 
 
@@ -28,6 +27,7 @@ def bucket_name(latent_shape) -> str:
 
 
 FIELD_DTYPES = {"latents": np.float32, "text_states": np.float32, "text_mask": np.int32, "text_pooled": np.float32}
+FIELDS = tuple(FIELD_DTYPES)
 
 
 def encode_record(example: Mapping[str, np.ndarray]) -> bytes:

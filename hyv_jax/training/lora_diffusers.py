@@ -37,8 +37,8 @@ CONCAT = {"single_blocks": {"proj_out": ("linear2_attn", "linear2_mlp")}}
 
 def _flat_pair(layer: LoRADense, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Layer i's (A (in, r), scale * B (r, out)) as flat float32 matrices."""
-    a = np.asarray(layer.lora_a[...], np.float32)[i]
-    b = np.asarray(layer.lora_b[...], np.float32)[i] * layer.scale
+    a = np.asarray(layer.lora_a[...][i], np.float32)  # one layer to the host, not the whole stack
+    b = np.asarray(layer.lora_b[...][i], np.float32) * layer.scale
     return a.reshape(-1, layer.rank), b.reshape(layer.rank, -1)
 
 

@@ -22,9 +22,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from hyv_jax.parallel.logical_axes import param_shardings
 from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.flow_matching import flow_matching_loss, noisy_latents, sample_time
+from hyv_jax.training.latent_records import FIELDS
 from hyv_jax.training.optimizer import make_optimizer
 
-BATCH_KEYS = ("latents", "text_states", "text_mask", "text_pooled")
 BATCH_AXES = ("data", "fsdp")  # mesh axes the global batch is split over
 
 
@@ -129,15 +129,15 @@ class Trainer:
         return new, metrics
 
     def put_batch(self, batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
-        missing = [k for k in BATCH_KEYS if k not in batch]
+        missing = [k for k in FIELDS if k not in batch]
         if missing:
-            raise ValueError(f"training batch lacks {missing}; it needs {BATCH_KEYS}")
+            raise ValueError(f"training batch lacks {missing}; it needs {FIELDS}")
         # Each host holds its slice of the global batch (data_pipeline shards records by host).
-        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(batch[k])) for k in BATCH_KEYS}
+        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(batch[k])) for k in FIELDS}
 
     def step(self, batch: Mapping[str, np.ndarray]) -> StepMetrics:
         batch = self.put_batch(batch)
-        key = tuple(batch[k].shape for k in BATCH_KEYS)
+        key = tuple(batch[k].shape for k in FIELDS)
         if key not in self._compiled:
             compiled = self._step.lower(self.state, self.frozen, batch).compile()
             cost = compiled.cost_analysis()
