@@ -24,6 +24,7 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
 from hyv_jax.attention import attention, attention_with_lse, lse_impl_streams_keys
+from hyv_jax.attention.flash import pad_axis, valid_lengths
 from hyv_jax.parallel.logical_axes import ACTIVATION_RULES, Rules, partition_spec
 
 
@@ -43,7 +44,7 @@ def block_attention_with_lse(
         return out.astype(jnp.float32), lse
     pad = -length % key_block
     if pad:  # padded keys lie past every chunk's valid length
-        k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (k, v))
+        k, v = (pad_axis(x, 1, length + pad) for x in (k, v))
     chunks = (length + pad) // key_block
     split = lambda x: jnp.moveaxis(x.reshape(x.shape[0], chunks, key_block, *x.shape[2:]), 1, 0)  # noqa: E731
     lengths = jnp.clip(kv_lengths[None, :] - key_block * jnp.arange(chunks)[:, None], 0, key_block)
@@ -144,11 +145,10 @@ def context_attention(
 
     ways = _ways(mesh, tuple(axes))
     pad = -length % ways
-    if kv_lengths is None:
-        kv_lengths = jnp.full((batch,), length, jnp.int32)
+    kv_lengths = valid_lengths(kv_lengths, batch, length)
     if pad:
         # Padded keys sit at positions >= length >= kv_lengths: masked like text padding.
-        q, k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (q, k, v))
+        q, k, v = (pad_axis(x, 1, length + pad) for x in (q, k, v))
 
     seq_spec = tuple(axes) if len(axes) > 1 else axes[0]
     spec = PartitionSpec(batch_spec, seq_spec, heads_spec, None)
@@ -159,7 +159,7 @@ def context_attention(
     # slicing mixes varying blocks with invariant grid indices), so that test path goes without.
     run = jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec, PartitionSpec(batch_spec)), out_specs=spec,
                         check_vma=impl != "pallas_gpu_interpret")
-    return run(q, k, v, kv_lengths.astype(jnp.int32))[:, :length]
+    return run(q, k, v, kv_lengths)[:, :length]
 
 
 def _local_attention(q, k, v, kv_lengths, *, ring_axis, ring_size, ulysses_axis, impl, key_block):

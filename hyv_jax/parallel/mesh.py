@@ -28,7 +28,7 @@ def make_mesh(shape: Mapping[str, int]) -> Mesh:
         raise ValueError(f"mesh {sizes} does not fit {n} devices (at most one axis may be -1)")
     if fill:
         sizes[fill[0]] = n // known
-    if known * (n // known if fill else 1) != n:
+    if not fill and known != n:
         raise ValueError(f"mesh {sizes} uses {known} of {n} devices; make the sizes multiply to {n} or use -1")
     # Auto axes: XLA propagates shardings from the parameters through the activations (Explicit
     # axes reject some of the model's dot_generals).
