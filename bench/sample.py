@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from configs import load_config  # noqa: E402
 from hyv_jax.convert.model_state import params_to_numpy  # noqa: E402
 from hyv_jax.convert.vae_checkpoint import export_torch_vae  # noqa: E402
+from hyv_jax.models.text.text_encoder import PromptEmbeddings  # noqa: E402
 from hyv_jax.models.transformer import TransformerConfig  # noqa: E402
 from hyv_jax.models.vae import VAEConfig  # noqa: E402
 from hyv_jax.sampling.frames import to_uint8  # noqa: E402
@@ -97,7 +98,7 @@ def main():
     n_text = 2 if options.true_cfg else 1
     mask = np.zeros((n_text, args.text_len), np.int32)
     mask[:, : args.text_len * 3 // 4] = 1
-    text = Embeddings(rng.standard_normal((n_text, args.text_len, tc.text_states_dim), dtype=np.float32), mask,
+    text = PromptEmbeddings(rng.standard_normal((n_text, args.text_len, tc.text_states_dim), dtype=np.float32), mask,
                       rng.standard_normal((n_text, tc.text_states_dim_2), dtype=np.float32))
     noise, _ = pipeline.noise(options)
     noise = np.asarray(noise)

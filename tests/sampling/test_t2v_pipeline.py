@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import load_config
+from hyv_jax.models.text.text_encoder import PromptEmbeddings
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
 from hyv_jax.sampling.options import SamplingOptions
@@ -16,13 +17,6 @@ from hyv_jax.sampling.pipeline import TextToVideoPipeline, random_transformer, r
 
 CONFIG = load_config("configs/tiny.py")
 OPTIONS = SamplingOptions(height=32, width=32, frames=5, steps=3)
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptEmbeddings:
-    states: np.ndarray
-    mask: np.ndarray
-    pooled: np.ndarray
 
 
 class StandInTextEncoder:

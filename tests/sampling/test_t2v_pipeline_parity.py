@@ -14,6 +14,7 @@ from configs import load_config
 from hyv_jax.convert.model_state import params_to_numpy
 from hyv_jax.convert.transformer_checkpoint import export_torch_transformer
 from hyv_jax.convert.vae_checkpoint import export_torch_vae
+from hyv_jax.models.text.text_encoder import PromptEmbeddings
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
 from hyv_jax.nn import timestep
@@ -27,17 +28,10 @@ TINY_V = VAEConfig.from_mapping(CONFIG.vae)
 OPTIONS = SamplingOptions(height=32, width=48, frames=9, steps=4, num_videos=2, noise_dtype="float32", sigma_spacing="diffusers")
 
 
-@dataclasses.dataclass(frozen=True)
-class Embeddings:  # the TextEncoder contract's PromptEmbeddings
-    states: np.ndarray
-    mask: np.ndarray
-    pooled: np.ndarray
-
-
-def embeddings(seed: int, valid: tuple[int, ...], length: int = 12) -> Embeddings:
+def embeddings(seed: int, valid: tuple[int, ...], length: int = 12) -> PromptEmbeddings:
     rng = np.random.default_rng(seed)
     mask = (np.arange(length)[None] < np.array(valid)[:, None]).astype(np.int32)
-    return Embeddings(rng.standard_normal((len(valid), length, 32)).astype(np.float32), mask,
+    return PromptEmbeddings(rng.standard_normal((len(valid), length, 32)).astype(np.float32), mask,
                       rng.standard_normal((len(valid), 16)).astype(np.float32))
 
 
@@ -61,7 +55,7 @@ def pipelines():
     return TextToVideoPipeline(None, transformer, vae), reference
 
 
-def run_reference(reference, text: Embeddings, noise: np.ndarray, options: SamplingOptions, negative: Embeddings | None = None):
+def run_reference(reference, text: PromptEmbeddings, noise: np.ndarray, options: SamplingOptions, negative: PromptEmbeddings | None = None):
     latents = {}
 
     def keep_latents(pipe, i, t, kwargs):

@@ -8,7 +8,7 @@ min(video frames, samples // 640) frames get audio; the rest are zeros.
 
 import numpy as np
 
-from hyv_jax.models.custom.whisper_features import SAMPLE_RATE, whisper_features
+from hyv_jax.models.custom.whisper_features import SAMPLE_RATE, log_mel
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
@@ -45,6 +45,6 @@ def frame_windows(states: np.ndarray, n_samples: int, video_frames: int) -> np.n
 
 def encode_audio(encoder, audio: np.ndarray, video_frames: int) -> np.ndarray:
     """audio_prompts (1, video_frames, 10, S, D) of 16 kHz samples through a WhisperEncoder."""
-    mel = whisper_features(audio)[:, : 2 * encoder.config.positions]
+    mel = log_mel(audio)[:, : 2 * encoder.config.positions]  # the encoder sees the first 30 s window only
     states = np.asarray(encoder(mel.T[None]), np.float32)
     return frame_windows(states, len(audio), video_frames)
