@@ -22,11 +22,10 @@ from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.clip_text_table import clip_text_rules
-from hyv_jax.convert.converted_model import read_converted, restore_model
+from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
 from hyv_jax.convert.llama_table import llama_rules
 from hyv_jax.convert.mapping import CheckpointMismatch, jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
-from hyv_jax.convert.orbax_io import save_params
 from hyv_jax.models.text.clip_text import CLIPTextConfig, CLIPTextModel
 from hyv_jax.models.text.llama import LlamaConfig, LlamaModel
 
@@ -164,12 +163,7 @@ def convert_text(path: str | Path, spec: TextCheckpoint, config, out_dir: str | 
     folder = _tokenizer_folder(path)
     check_hf_config(folder, spec, config)
     flat = read_torch_text(open_checkpoint(path), spec, config, dtype)
-    save_params(out_dir, flat, {
-        "model": spec.kind,
-        "config": dataclasses.asdict(config),
-        "source": str(path),
-        "dtype": np.dtype(dtype).name,
-    })
+    save_converted(out_dir, flat, spec.kind, config, path, dtype)
     for name in (TOKENIZER_FILE, *TOKENIZER_EXTRAS):
         if (folder / name).exists():
             shutil.copyfile(folder / name, Path(out_dir) / name)

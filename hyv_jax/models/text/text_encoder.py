@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from hyv_jax.convert.orbax_io import read_info
+from hyv_jax.convert.converted_model import checked_info
 from hyv_jax.convert.text_checkpoint import CLIP, LLM, TextCheckpoint, abstract_model, restore_text
 from hyv_jax.models.text.clip_text import CLIPTextConfig
 from hyv_jax.models.text.llama import LlamaConfig
@@ -42,14 +42,15 @@ class LazyEncoder:
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
         if self._state is None:
             graphdef, self._state = nnx.split(self._load())
-            self._fn = jax.jit(lambda state, *a: self._output(nnx.merge(graphdef, state)(*a)))
+            if self._fn is None:  # a reload has the same structure: keep the compiled function
+                self._fn = jax.jit(lambda state, *a: self._output(nnx.merge(graphdef, state)(*a)))
         return np.asarray(jax.device_get(self._fn(self._state, *inputs)), np.float32)
 
     def release(self) -> None:
         if self._state is not None:
             for array in jax.tree.leaves(self._state):
                 array.delete()
-        self._state = self._fn = None
+        self._state = None
 
     @property
     def loaded(self) -> bool:
@@ -58,7 +59,7 @@ class LazyEncoder:
 
 def _same_architecture(directory: Path, spec: TextCheckpoint, config) -> None:
     """The converted folder must hold the model the config describes (dtypes may differ)."""
-    stored = spec.config_from_mapping(read_info(directory)["config"])
+    stored = spec.config_from_mapping(checked_info(directory, spec.kind)["config"])
     differ = [f.name for f in dataclasses.fields(config)
               if f.name not in ("dtype", "param_dtype") and getattr(stored, f.name) != getattr(config, f.name)]
     if differ:
