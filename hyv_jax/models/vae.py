@@ -82,19 +82,21 @@ class VAEConfig:
         return strides
 
     def encode_plan(self, spatial: bool | None = None, temporal: bool | None = None) -> TilePlan:
-        """Tiling of the encoder; `spatial`/`temporal` override the config's switches."""
-        latent_size, latent_frames = self.tile_sample_size // self.spatial_ratio, self.tile_sample_frames // self.temporal_ratio
-        return TilePlan(
-            Tiles.from_overlap(self.tile_sample_size, latent_size, self.tile_overlap) if _pick(spatial, self.spatial_tiling) else None,
-            Tiles.from_overlap(self.tile_sample_frames, latent_frames, self.tile_overlap) if _pick(temporal, self.temporal_tiling) else None,
-        )
+        """Tiling of the encoder (sample tiles in, latent tiles out); `spatial`/`temporal`
+        override the config's switches."""
+        return self._plan(spatial, temporal, decode=False)
 
     def decode_plan(self, spatial: bool | None = None, temporal: bool | None = None) -> TilePlan:
-        latent_size, latent_frames = self.tile_sample_size // self.spatial_ratio, self.tile_sample_frames // self.temporal_ratio
-        return TilePlan(
-            Tiles.from_overlap(latent_size, self.tile_sample_size, self.tile_overlap) if _pick(spatial, self.spatial_tiling) else None,
-            Tiles.from_overlap(latent_frames, self.tile_sample_frames, self.tile_overlap) if _pick(temporal, self.temporal_tiling) else None,
-        )
+        """Tiling of the decoder (latent tiles in, sample tiles out)."""
+        return self._plan(spatial, temporal, decode=True)
+
+    def _plan(self, spatial: bool | None, temporal: bool | None, decode: bool) -> TilePlan:
+        def tiles(sample: int, ratio: int, on: bool) -> Tiles | None:
+            sizes = (sample // ratio, sample) if decode else (sample, sample // ratio)
+            return Tiles.from_overlap(*sizes, self.tile_overlap) if on else None
+
+        return TilePlan(tiles(self.tile_sample_size, self.spatial_ratio, _pick(spatial, self.spatial_tiling)),
+                        tiles(self.tile_sample_frames, self.temporal_ratio, _pick(temporal, self.temporal_tiling)))
 
 
 def _pick(override: bool | None, default: bool) -> bool:
@@ -209,11 +211,6 @@ def split_moments(moments: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def sample_posterior(mean: jax.Array, logvar: jax.Array, rng: jax.Array) -> jax.Array:
-    """mean + std * N(0, 1); `posterior_mode` is the deterministic alternative."""
+    """mean + std * N(0, 1) (the mean itself is the posterior's mode)."""
     noise = jax.random.normal(rng, mean.shape, jnp.float32)
     return (mean.astype(jnp.float32) + jnp.exp(0.5 * logvar.astype(jnp.float32)) * noise).astype(mean.dtype)
-
-
-def posterior_mode(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    del logvar
-    return mean

@@ -13,7 +13,7 @@ from safetensors.numpy import load_file
 from hyv_jax.convert.checkpoint_source import from_arrays
 from hyv_jax.convert.model_state import params_tree
 from hyv_jax.convert.vae_checkpoint import abstract_vae, read_torch_vae
-from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, posterior_mode, sample_posterior
+from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, sample_posterior, split_moments
 from hyv_jax.models.vae_tiling import UNTILED
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "hyvideo_vae_tiny.safetensors"
@@ -196,11 +196,14 @@ def test_diffusers_tiled(diffusers_pair):
 # ---------------------------------------------------------------- posterior and errors
 
 
-def test_posterior_sample_and_mode():
+def test_posterior_moments_and_sample():
     import jax
 
+    moments = jnp.concatenate([jnp.arange(4.0) * jnp.ones((1, 2, 3, 3, 4)), jnp.asarray([-40.0, 0.0, 1.0, 40.0]) * jnp.ones((1, 2, 3, 3, 4))], -1)
+    mean, logvar = split_moments(moments)
+    np.testing.assert_array_equal(np.asarray(mean[0, 0, 0, 0]), [0, 1, 2, 3])
+    np.testing.assert_array_equal(np.asarray(logvar[0, 0, 0, 0]), [-30, 0, 1, 20])  # clipped as upstream
     mean, logvar = jnp.zeros((1, 2, 3, 3, 4)), jnp.full((1, 2, 3, 3, 4), 2 * np.log(0.5))
-    assert posterior_mode(mean, logvar) is mean
     sample = sample_posterior(mean, logvar, jax.random.key(0))
     noise = jax.random.normal(jax.random.key(0), mean.shape)
     np.testing.assert_allclose(np.asarray(sample), 0.5 * np.asarray(noise), rtol=1e-6)
