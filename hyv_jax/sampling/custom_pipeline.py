@@ -33,9 +33,8 @@ from hyv_jax.models.custom.whisper_encoder import WhisperEncoder, WhisperEncoder
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, sample_posterior
 from hyv_jax.sampling.denoise import DenoiseStep
 from hyv_jax.sampling.frames import to_uint8
-from hyv_jax.sampling.guidance import cfg_batch
 from hyv_jax.sampling.options import SamplingOptions
-from hyv_jax.sampling.pipeline import ModelPaths, TextToVideoPipeline, Videos, _random_model, random_vae
+from hyv_jax.sampling.pipeline import ModelPaths, TextToVideoPipeline, Videos, _random_model, batch_for_videos, random_vae
 
 __all__ = ["FPS", "SAMPLE_RATE", "CustomInputs", "CustomPaths", "CustomVideoPipeline", "random_custom_transformer", "resize_frames"]
 
@@ -113,14 +112,21 @@ class CustomDenoiseStep(DenoiseStep):
     """Conditions: ref (B, R, h, w, C), bg (B, T, h, w, 2C) or None, audio (B, F, ...) or None,
     strength (scalar). For true CFG the reference and background repeat and audio is zero on
     the negative half, as upstream. With `cached_steps` the calls (0, 1, ...) of those indices
-    run from the step cache of the latest full call (two compiled variants)."""
+    run from the step cache of the latest full call (two compiled variants). One step object
+    serves every sampling run (`begin` sets the run's conditions): its compilations are kept."""
 
-    def __init__(self, transformer: HunyuanCustomTransformer, conditions: dict, cached_steps=frozenset()):
-        super().__init__(transformer, conditions)
+    def __init__(self, transformer: HunyuanCustomTransformer):
+        super().__init__(transformer)
+        self._jitted = jax.jit(self._step, static_argnames=("want_cache",))
+        self.begin(None)
+
+    def begin(self, conditions: dict | None, cached_steps=frozenset()) -> None:
+        """Starts a sampling run: its conditions and cached step indices; call counts and the
+        step cache start afresh."""
+        self.conditions = jax.device_put(conditions)
         self.cached_steps = frozenset(cached_steps)
         self.calls = self.cached_calls = 0
         self._cache = None
-        self._jitted = jax.jit(self._step, static_argnames=("want_cache",))
 
     def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg, cache=None,
                 want_cache=False):
@@ -153,6 +159,8 @@ class CustomDenoiseStep(DenoiseStep):
 class CustomVideoPipeline(TextToVideoPipeline):
     """`text_encoder` is a CustomTextEncoder; `whisper` only for audio-driven sampling."""
 
+    step_type = CustomDenoiseStep
+
     def __init__(self, text_encoder: CustomTextEncoder, transformer: HunyuanCustomTransformer, vae: CausalVideoVAE,
                  whisper: WhisperEncoder | None = None, *, release_text_encoder: bool = True):
         super().__init__(text_encoder, transformer, vae, release_text_encoder=release_text_encoder)
@@ -184,10 +192,7 @@ class CustomVideoPipeline(TextToVideoPipeline):
         parts = [self.text_encoder.encode_unconditional([options.negative_prompt]), positive] if options.true_cfg else [positive]
         if self.release_text_encoder:
             self.text_encoder.release()
-        n = options.num_videos
-        parts = [dataclasses.replace(p, **{f: np.repeat(getattr(p, f), n, axis=0) for f in ("states", "mask", "pooled")})
-                 for p in parts]
-        return cfg_batch(*parts) if options.true_cfg else parts[0]
+        return batch_for_videos(parts, options)
 
     def _encode_video(self, video: np.ndarray, rng: jax.Array) -> jax.Array:
         """(T, H, W, 3) uint8 -> (1, T', h, w, C) posterior sample x scaling factor."""
@@ -220,7 +225,7 @@ class CustomVideoPipeline(TextToVideoPipeline):
         text = self.encode_custom_prompt(prompt, inputs, options)
         noise, seeds = self.noise(options)
         cached = CACHED_STEPS if step_cache and options.steps == STEP_CACHE_STEPS else frozenset()
-        self.step = CustomDenoiseStep(self.transformer, self.conditions(inputs, options, jax.random.key(options.seed)), cached)
+        self.step.begin(self.conditions(inputs, options, jax.random.key(options.seed)), cached)
         latents = self.sample_latents(text, noise, options, progress=progress)
         return Videos(to_uint8(self.decode(latents, options)), np.asarray(latents), seeds)
 

@@ -113,15 +113,24 @@ def random_vae(config: VAEConfig, seed: int = 0) -> CausalVideoVAE:
                          lambda source, dtype: read_torch_vae(source, config, dtype), config.param_dtype, seed)
 
 
+def batch_for_videos(parts: list, options: SamplingOptions):
+    """[negative, positive] embeddings (true CFG) or [positive], each repeated for the options'
+    videos, as the one batch the denoising step takes."""
+    parts = [p.map(lambda a: np.repeat(a, options.num_videos, axis=0)) for p in parts]
+    return cfg_batch(*parts) if options.true_cfg else parts[0]
+
+
 class TextToVideoPipeline:
     """`text_encoder` follows hyv_jax.models.text.text_encoder.TextEncoder (encode, release)."""
+
+    step_type = DenoiseStep  # built once: the compiled step serves every call
 
     def __init__(self, text_encoder, transformer: HunyuanVideoTransformer, vae: CausalVideoVAE, *, release_text_encoder: bool = True):
         self.text_encoder = text_encoder
         self.transformer = transformer
         self.vae = vae
         self.release_text_encoder = release_text_encoder
-        self.step = DenoiseStep(transformer)
+        self.step = self.step_type(transformer)
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, paths: ModelPaths = ModelPaths(), *, seed: int = 0) -> "TextToVideoPipeline":
@@ -146,10 +155,7 @@ class TextToVideoPipeline:
         both = self.text_encoder.encode(prompts, mode=mode)
         if self.release_text_encoder:
             self.text_encoder.release()
-        repeat = options.num_videos
-        pick = [dataclasses.replace(both, **{f: np.repeat(getattr(both, f)[i:i + 1], repeat, axis=0) for f in ("states", "mask", "pooled")})
-                for i in range(len(prompts))]
-        return cfg_batch(*pick) if options.true_cfg else pick[0]
+        return batch_for_videos([both.map(lambda a, i=i: a[i:i + 1]) for i in range(len(prompts))], options)
 
     def noise(self, options: SamplingOptions) -> tuple[jax.Array, list[int]]:
         c, v = self.transformer.config, self.vae.config

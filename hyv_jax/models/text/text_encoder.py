@@ -31,6 +31,10 @@ class PromptEmbeddings:
     mask: np.ndarray  # (B, L) int32, 1 = valid token (right padding)
     pooled: np.ndarray  # (B, D2) float32: CLIP pooled output
 
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> "PromptEmbeddings":
+        """Every field through fn (a row slice, a repeat over the batch, ...)."""
+        return dataclasses.replace(self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
 
 class LazyEncoder:
     """One model, loaded on first use and again after `release`; jitted over (graphdef, state)."""

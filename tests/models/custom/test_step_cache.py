@@ -55,11 +55,16 @@ def test_denoising_uses_the_cache_on_upstreams_steps(model):
     text = PromptEmbeddings(np.concatenate([i["text"]] * 2), np.concatenate([i["mask"]] * 2), np.concatenate([i["pooled"]] * 2))
     conditions = dict(ref=i["ref"], bg=None, audio=None, strength=np.float32(1.0))
     schedule = FlowSchedule.create(30, 13.0)
-    cached_step = CustomDenoiseStep(model, conditions, CACHED_STEPS)
-    with_cache = denoise(cached_step, i["x"], schedule, text, None, 7.5, progress=False)
-    assert cached_step.cached_calls == 8 and cached_step.calls == 30 and cached_step.traces == 2
-    plain_step = CustomDenoiseStep(model, conditions)
-    without = denoise(plain_step, i["x"], schedule, text, None, 7.5, progress=False)
-    assert plain_step.cached_calls == 0 and plain_step.traces == 1
+    step = CustomDenoiseStep(model)
+    step.begin(conditions, CACHED_STEPS)
+    with_cache = denoise(step, i["x"], schedule, text, None, 7.5, progress=False)
+    assert step.cached_calls == 8 and step.calls == 30 and step.traces == 2
+    step.begin(conditions)
+    without = denoise(step, i["x"], schedule, text, None, 7.5, progress=False)
+    assert step.cached_calls == 0 and step.calls == 30 and step.traces == 3  # the uncached variant
     difference = np.abs(np.asarray(with_cache) - np.asarray(without)).max()
     assert np.isfinite(np.asarray(with_cache)).all() and 0 < difference  # the cache approximates, it is not a no-op
+    step.begin(conditions, CACHED_STEPS)  # a later run reuses the compiled variants
+    again = denoise(step, i["x"], schedule, text, None, 7.5, progress=False)
+    assert step.traces == 3 and step.cached_calls == 8
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(with_cache))
