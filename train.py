@@ -38,9 +38,11 @@ Data preparation (a folder where x.mp4 / x.png has its caption in x.txt, or a TF
       (the procedural scenes the embedded tiny default trains on)
 Each clip goes to the bucket of nearest aspect ratio and the longest frame count it fills.
 
-VAE training (reconstruction L1 + MSE + a small KL; writes a converted VAE folder `prepare --vae` reads):
-  python train.py train-vae --config configs/tiny.py --out runs/tiny_vae --steps 300 --batch_size 4 \\
-      --resolution 32x32 --frames 9
+VAE training (reconstruction L1 + MSE + a small KL; writes a converted VAE folder `prepare --vae` reads,
+with the latent scaling factor measured on the scenes):
+  python train.py train-vae --config configs/tiny.py --out runs/tiny_vae --image_steps 800 --steps 500 \\
+      --resolution 32x32 --scene_size 64x64 --frames 9
+  (single frames first, then 9-frame clips interleaved with frames; 32x32 crops of 64x64 scenes)
   (--init runs/tiny_vae continues from a trained VAE folder with a fresh optimizer)
 
 Config overrides: --config.key.path=value (Python literals), e.g. --config.training.lora.rank=16.
@@ -88,14 +90,17 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("train-vae", help="the VAE from scratch on procedural scenes -> converted VAE folder")
     v.add_argument("--config", default="configs/tiny.py", help="model config (its vae section)")
     v.add_argument("--out", required=True, help="output folder for the converted VAE")
-    v.add_argument("--init", help="converted VAE folder to continue from (fresh optimizer); default: random init")
-    v.add_argument("--steps", type=int, default=300)
-    v.add_argument("--batch_size", type=int, default=4)
+    v.add_argument("--init", help="converted VAE folder to continue from (its stored config, a fresh optimizer); default: random init")
+    v.add_argument("--image_steps", type=int, default=800, help="first steps on single frames (colours and shapes)")
+    v.add_argument("--image_batch_size", type=int, default=8)
+    v.add_argument("--steps", type=int, default=500, help="then steps on clips, each followed by a single-frame step")
+    v.add_argument("--batch_size", type=int, default=2, help="clips per step")
     v.add_argument("--lr", type=float, default=2e-3)
     v.add_argument("--kl_weight", type=float, default=1e-4)
     v.add_argument("--foreground_weight", type=float, default=10.0, help="extra loss weight on pixels unlike the clip's median")
-    v.add_argument("--resolution", default="32x32", help="HEIGHTxWIDTH of the rendered scenes")
-    v.add_argument("--frames", type=int, default=9, help="frames per scene (1 + 4k)")
+    v.add_argument("--resolution", default="32x32", help="HEIGHTxWIDTH of the training crops")
+    v.add_argument("--scene_size", default="64x64", help="HEIGHTxWIDTH the scenes are rendered at (objects keep this pixel size)")
+    v.add_argument("--frames", type=int, default=9, help="frames per clip (1 + 4k)")
     v.add_argument("--seed", type=int, default=0)
 
     e = sub.add_parser("export-lora", help="LoRA training checkpoint -> diffusers .safetensors")
@@ -165,6 +170,9 @@ def _prepare(args, config) -> None:
 
 
 def _train_vae(args, config) -> None:
+    import dataclasses
+    import functools
+
     from flax import nnx
 
     from hyv_jax.convert.converted_model import save_converted
@@ -172,17 +180,22 @@ def _train_vae(args, config) -> None:
     from hyv_jax.convert.vae_checkpoint import MODEL_KIND, restore_vae
     from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
     from hyv_jax.training.data_preparation import parse_resolutions
-    from hyv_jax.training.vae_training import VAELossWeights, VAETrainer, scene_batches, train_vae
+    from hyv_jax.training.vae_training import VAELossWeights, VAETrainer, latent_scaling_factor, scene_batches, train_vae
 
-    vae_config = VAEConfig.from_mapping(config.vae)
-    (height, width), = parse_resolutions([args.resolution])
-    vae = restore_vae(args.init, vae_config) if args.init else CausalVideoVAE(vae_config, rngs=nnx.Rngs(args.seed))
-    trainer = VAETrainer(vae, lr=args.lr,
-                         weights=VAELossWeights(kl=args.kl_weight, foreground=args.foreground_weight), seed=args.seed)
-    batches = scene_batches(args.batch_size, frames=args.frames, height=height, width=width, seed=args.seed)
-    train_vae(trainer, batches, args.steps, log_every=max(1, args.steps // 20))
-    save_converted(args.out, params_to_numpy(trainer.model()), MODEL_KIND, vae_config, "train.py train-vae", vae_config.param_dtype)
-    print(f"wrote {args.out}")
+    (height, width), scene_size = parse_resolutions([args.resolution, args.scene_size])
+    vae = restore_vae(args.init) if args.init else CausalVideoVAE(VAEConfig.from_mapping(config.vae), rngs=nnx.Rngs(args.seed))
+    trainer = VAETrainer(vae, lr=args.lr, decay_steps=args.image_steps + 2 * args.steps, seed=args.seed,
+                         weights=VAELossWeights(kl=args.kl_weight, foreground=args.foreground_weight))
+    scenes = functools.partial(scene_batches, height=height, width=width, scene_size=scene_size)
+    clips = scenes(args.batch_size, frames=args.frames, seed=args.seed)
+    images = scenes(args.image_batch_size, frames=1, seed=args.seed + 1)
+    train_vae(trainer, clips, args.steps, images=images, image_steps=args.image_steps,
+              log_every=max(1, (args.image_steps + args.steps) // 20))
+    vae = trainer.model()
+    scale = latent_scaling_factor(vae, scenes(args.batch_size, frames=args.frames, seed=args.seed + 2))
+    vae_config = dataclasses.replace(vae.config, scaling_factor=scale)
+    save_converted(args.out, params_to_numpy(vae), MODEL_KIND, vae_config, "train.py train-vae", vae_config.param_dtype)
+    print(f"wrote {args.out} (latent scaling factor {scale:.4f})")
 
 
 def _export_lora(args, config) -> None:

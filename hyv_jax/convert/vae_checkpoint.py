@@ -10,7 +10,7 @@ from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
-from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
+from hyv_jax.convert.converted_model import checked_info, read_converted, restore_model, save_converted
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.vae_table import vae_rules
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
@@ -48,5 +48,12 @@ def read_converted_vae(directory: str | Path) -> tuple[VAEConfig, dict]:
 
 
 def restore_vae(directory: str | Path, config: VAEConfig | None = None, shardings: Mapping | None = None) -> CausalVideoVAE:
-    """The model with parameters from a converted checkpoint (in the config's param dtype)."""
+    """The model with parameters from a converted checkpoint (in the config's param dtype).
+    A config whose latent scaling factor differs from the stored one is refused: the factor
+    belongs to the trained weights, and a wrong one silently rescales every latent."""
+    if config is not None:
+        stored = checked_info(directory, MODEL_KIND)["config"].get("scaling_factor")
+        if stored is not None and stored != config.scaling_factor:
+            raise ValueError(f"the VAE in {directory} was trained with latent scaling factor {stored}, the config says "
+                             f"{config.scaling_factor}: set vae.scaling_factor={stored} (e.g. --config.vae.scaling_factor={stored})")
     return restore_model(directory, MODEL_KIND, VAEConfig.from_mapping, abstract_vae, config, shardings)

@@ -2,7 +2,9 @@
 posterior, AdamW, one jitted step over the split (graphdef, state) with the state donated.
 
 Used for the embedded tiny default, whose VAE learns the procedural scenes
-(procedural_scenes.py); videos are float32 in [-1, 1], channels-last, untiled.
+(procedural_scenes.py); videos are float32 in [-1, 1], channels-last, untiled. Single frames
+come first (cheap: the spatial layers learn colours and shapes), then clips interleaved with
+frames (the temporal layers learn motion without the spatial ones forgetting).
 """
 
 import dataclasses
@@ -47,12 +49,15 @@ def vae_loss(model: CausalVideoVAE, video: jax.Array, rng: jax.Array, weights: V
 class VAETrainer:
     """Owns (params, opt_state, step); `step(video)` runs one optimisation step."""
 
-    def __init__(self, model: CausalVideoVAE, *, lr: float = 1e-3, warmup_steps: int = 50, grad_clip: float = 1.0,
-                 weights: VAELossWeights = VAELossWeights(), seed: int = 0):
+    def __init__(self, model: CausalVideoVAE, *, lr: float = 1e-3, warmup_steps: int = 50, decay_steps: int | None = None,
+                 grad_clip: float = 1.0, weights: VAELossWeights = VAELossWeights(), seed: int = 0):
+        """decay_steps: cosine decay to 5% of lr over this many optimizer steps (None: constant)."""
         self.graphdef, params = nnx.split(model)
         self.weights = weights
-        self.optimizer = optax.chain(optax.clip_by_global_norm(grad_clip),
-                                     optax.adamw(optax.linear_schedule(0.0, lr, max(warmup_steps, 1)), weight_decay=0.0))
+        warmup = max(warmup_steps, 1)
+        schedule = (optax.linear_schedule(0.0, lr, warmup) if decay_steps is None else
+                    optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(decay_steps, warmup + 1), 0.05 * lr))
+        self.optimizer = optax.chain(optax.clip_by_global_norm(grad_clip), optax.adamw(schedule, weight_decay=0.0))
         self.state = {"step": jnp.zeros((), jnp.int32), "rng": jax.random.key_data(jax.random.key(seed)),
                       "params": params, "opt_state": self.optimizer.init(params)}
         self._step = jax.jit(self._train_step, donate_argnums=(0,))
@@ -75,21 +80,50 @@ class VAETrainer:
         return nnx.merge(self.graphdef, self.state["params"])
 
 
-def scene_batches(batch_size: int, *, frames: int, height: int, width: int, seed: int = 0) -> Iterator[np.ndarray]:
-    """Endless (B, T, H, W, 3) float32 batches in [-1, 1] of procedural training scenes,
-    rendered on the fly (held-out prompts excluded)."""
-    items = scene_items(1 << 62, seed=seed, frames=frames, height=height, width=width)
+def scene_batches(batch_size: int, *, frames: int, height: int, width: int, scene_size: tuple[int, int] | None = None,
+                  scene_frames: int | None = None, seed: int = 0) -> Iterator[np.ndarray]:
+    """Endless (B, frames, height, width, 3) float32 batches in [-1, 1] of procedural training
+    scenes (held-out prompts excluded), rendered on the fly at `scene_size` (default: the crop
+    size) and `scene_frames` (default: max(frames, 9)), then cropped at random: a crop of a larger scene keeps the pixel
+    size of objects at the sampling resolution while the step stays cheap. frames=1 takes one
+    random frame of each scene."""
+    scene_h, scene_w = scene_size or (height, width)
+    scene_frames = scene_frames or max(frames, 9)
+    if scene_h < height or scene_w < width or scene_frames < frames:
+        raise ValueError(f"crop {frames}x{height}x{width} does not fit scenes of {scene_frames}x{scene_h}x{scene_w}")
+    items = scene_items(1 << 62, seed=seed, frames=scene_frames, height=scene_h, width=scene_w)
+    rng = np.random.default_rng(seed + 1)
     while True:
-        clips = [next(items)[0] for _ in range(batch_size)]
+        clips = []
+        for _ in range(batch_size):
+            video = next(items)[0]
+            t = rng.integers(scene_frames - frames + 1) if frames == 1 else 0  # clips keep frame 0: it is coded alone
+            y, x = rng.integers(scene_h - height + 1), rng.integers(scene_w - width + 1)
+            clips.append(video[t:t + frames, y:y + height, x:x + width])
         yield np.stack(clips).astype(np.float32) / 127.5 - 1.0
 
 
-def train_vae(trainer: VAETrainer, batches: Iterator[np.ndarray], steps: int, *, log_every: int = 50, log=print) -> list[dict]:
-    """Runs `steps` steps; returns the logged {step, loss, l1, mse, kl} records."""
+def train_vae(trainer: VAETrainer, clips: Iterator[np.ndarray], steps: int, *, images: Iterator[np.ndarray] | None = None,
+              image_steps: int = 0, log_every: int = 50, log=print) -> list[dict]:
+    """`image_steps` steps on batches from `images`, then `steps` steps on `clips`, each followed
+    by a step on `images` when given; returns the logged {phase, step, loss, l1, mse, kl} records."""
+    if image_steps and images is None:
+        raise ValueError("image_steps needs an `images` batch iterator")
     history = []
-    for i in range(1, steps + 1):
-        parts = trainer.step(next(batches))
-        if i % log_every == 0 or i == steps:
-            history.append(dict(step=i, **parts))
-            log(f"vae step {i}: loss {parts['loss']:.4f} (l1 {parts['l1']:.4f}, mse {parts['mse']:.4f}, kl {parts['kl']:.3f})")
+    for phase, n in (("images", image_steps), ("clips", steps)):
+        for i in range(1, n + 1):
+            parts = trainer.step(next(images if phase == "images" else clips))
+            if phase == "clips" and images is not None:
+                trainer.step(next(images))
+            if i % log_every == 0 or i == n:
+                history.append(dict(phase=phase, step=i, **parts))
+                log(f"vae {phase} step {i}/{n}: loss {parts['loss']:.4f} (l1 {parts['l1']:.4f}, mse {parts['mse']:.4f}, kl {parts['kl']:.3f})")
     return history
+
+
+def latent_scaling_factor(model: CausalVideoVAE, clips: Iterator[np.ndarray], batches: int = 4) -> float:
+    """1 / standard deviation of the posterior means over `batches` batches: the factor that
+    gives the transformer unit-variance latents (the role of HunyuanVideo's 0.476986)."""
+    encode = jax.jit(lambda video: split_moments(model.encode_moments(video))[0])
+    means = np.concatenate([np.asarray(encode(jnp.asarray(next(clips)))).ravel() for _ in range(batches)])
+    return float(1.0 / means.std())
