@@ -1,8 +1,9 @@
 """Text to video with HunyuanVideo: prompt in, mp4 out (a PNG for --video-length 1).
 
-With no checkpoint flags this runs the tiny model of configs/tiny.py on any machine: the
-trained tiny default when hyv_jax/assets/tiny_default holds one (bench/train_tiny_default.py),
-else random weights (the video is noise-like; it checks the whole path). With converted checkpoints
+With no checkpoint flags this runs a tiny model on any machine: the trained tiny default
+(configs/tiny_default.py, weights in hyv_jax/assets/tiny_default, from bench/train_tiny_default.py)
+when the repository holds it, else configs/tiny.py with random weights (the video is noise-like;
+it checks the whole path). With converted checkpoints
 (convert_torch_weights.py to-jax --model transformer|vae|llm|clip) it runs the released 13B:
 
   python sample.py --prompt "A cat walks on the grass, realistic style."
@@ -30,7 +31,7 @@ from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import ModelPaths
 from hyv_jax.sampling.tiny_default import ASSET_DIR, shipped_paths
 
-TINY_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/hunyuan_video_t2v.py"
+TINY_CONFIG, TINY_DEFAULT_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/tiny_default.py", "configs/hunyuan_video_t2v.py"
 TINY_CUSTOM_CONFIG, CUSTOM_CONFIG = "configs/tiny_custom.py", "configs/hunyuan_custom.py"
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
@@ -68,7 +69,8 @@ def parse_args(argv):
     custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
     for name in ("llava", "whisper"):
         custom.add_argument(f"--{name}-dir", help=f"Hugging Face folder of HunyuanCustom's {name}")
-    parser.add_argument("--config", help=f"model config (default: {RELEASED_CONFIG} with checkpoints, else {TINY_CONFIG})")
+    parser.add_argument("--config", help=f"model config (default: {RELEASED_CONFIG} with checkpoints, else {TINY_DEFAULT_CONFIG} "
+                        f"with the shipped weights, or {TINY_CONFIG} with random weights)")
     args, rest = parser.parse_known_args(argv)
     bad = [a for a in rest if not a.startswith("--config.")]
     if bad:
@@ -101,9 +103,11 @@ def plan(argv) -> Plan:
             paths = CustomPaths(**dataclasses.asdict(paths), llava=args.llava_dir, whisper=args.whisper_dir)
             config_path = args.config or (TINY_CUSTOM_CONFIG if no_checkpoints else CUSTOM_CONFIG)
         else:
-            config_path = args.config or (TINY_CONFIG if no_checkpoints else RELEASED_CONFIG)
-            if config_path == TINY_CONFIG and no_checkpoints:
-                paths = shipped_paths() or paths  # the trained tiny default, when the repository holds one
+            # no checkpoints: the trained tiny default when the repository holds one, else random weights
+            tiny = TINY_DEFAULT_CONFIG if shipped_paths() else TINY_CONFIG
+            config_path = args.config or (tiny if no_checkpoints else RELEASED_CONFIG)
+            if Path(config_path).name == Path(TINY_DEFAULT_CONFIG).name and no_checkpoints:
+                paths = shipped_paths() or paths
         config = load_config(config_path, overrides)
         for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
             if flag:

@@ -6,7 +6,7 @@ setup(
     description="HunyuanVideo and HunyuanCustom in JAX/Flax NNX",
     python_requires=">=3.10",
     packages=find_packages(include=["hyv_jax", "hyv_jax.*", "configs"]),
-    package_data={"hyv_jax": ["assets/*/*/tokenizer.json"]},
+    package_data={"hyv_jax": ["assets/*/*/tokenizer.json", "assets/tiny_default/**/*"]},
     install_requires=[
         "jax>=0.10",
         "flax>=0.12.8",

@@ -16,7 +16,8 @@ def fails(argv, message, capsys):
     return err
 
 
-def test_defaults_run_the_tiny_config_with_random_weights(tmp_path):
+def test_without_shipped_weights_defaults_run_the_tiny_config_with_random_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(sample, "shipped_paths", lambda: None)
     p = sample.plan(["--save-path", str(tmp_path), "--seed", "3"])
     assert p.config_path == sample.TINY_CONFIG and p.paths.missing() == ["transformer", "vae", "llm", "clip"]
     o = p.options

@@ -7,6 +7,7 @@ seed's encoders give, so data preparation and sampling must use the same seed.
 
 from pathlib import Path
 
+from hyv_jax.convert.orbax_io import INFO_FILE, read_info
 from hyv_jax.sampling.pipeline import ModelPaths
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_default"
@@ -21,3 +22,9 @@ def shipped_paths(asset_dir: Path = ASSET_DIR) -> ModelPaths | None:
     if not (transformer.is_dir() and vae.is_dir()):
         return None
     return ModelPaths(transformer=transformer, vae=vae)
+
+
+def shipped_scaling_factor(asset_dir: Path = ASSET_DIR) -> float | None:
+    """The latent scaling factor train-vae measured for the shipped VAE (None: none shipped)."""
+    vae = asset_dir / "vae"
+    return read_info(vae)["config"]["scaling_factor"] if (vae / INFO_FILE).is_file() else None
