@@ -39,7 +39,7 @@ DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"text prompt (default: {DEFAULT_PROMPT!r})")
+    parser.add_argument("--prompt", help=f"text prompt (default: the config's default_prompt, else {DEFAULT_PROMPT!r})")
     parser.add_argument("--neg-prompt", default=None, help="negative prompt for true CFG (default: upstream's, used when --cfg-scale > 1)")
     parser.add_argument("--video-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="multiples of 16 (13B default 720 1280)")
     parser.add_argument("--video-length", type=int, help="frames, 4k+1 (13B default 129; 1 samples an image)")
@@ -130,7 +130,8 @@ def plan(argv) -> Plan:
         save_path = writable_folder(Path(args.save_path))
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
-    return Plan(config, config_path, paths, options, args.prompt, save_path, inputs, args.step_cache)
+    prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache)
 
 
 def read_custom_inputs(args, config, paths, options: SamplingOptions):

@@ -24,4 +24,5 @@ def get_config():
     config.vae.update(latent_channels=8, scaling_factor=shipped_scaling_factor() or config.vae.scaling_factor)
     config.text_encoder.llm_max_length = VIDEO_TEMPLATE_TOKENS + PROMPT_TOKENS
     config.sampling.update(height=64, width=64, frames=9, steps=SAMPLING_STEPS, flow_shift=FLOW_SHIFT, seed=0)
+    config.default_prompt = "a red circle moving left"  # sample.py's prompt: the model knows only the scenes' words
     return config

@@ -25,6 +25,7 @@ def test_default_uses_the_shipped_folders_only_without_checkpoint_flags(tmp_path
     monkeypatch.setattr(sample, "shipped_paths", lambda: shipped_paths(tmp_path / "assets"))
     p = sample.plan(["--save-path", str(tmp_path)])
     assert p.config_path == sample.TINY_DEFAULT_CONFIG and p.paths.transformer == tmp_path / "assets" / "transformer"
+    assert p.prompt == "a red circle moving left"  # a prompt in the scenes' vocabulary
     p = sample.plan(["--save-path", str(tmp_path), "--config", "configs/tiny_default.py", "--vae-dir", str(tmp_path / "assets" / "vae")])
     assert p.paths.transformer is None  # an explicit flag: the shipped default stays out
     p = sample.plan(["--save-path", str(tmp_path), "--config", "configs/tiny.py"])
@@ -34,7 +35,7 @@ def test_default_uses_the_shipped_folders_only_without_checkpoint_flags(tmp_path
 def test_without_the_shipped_default_the_tiny_config_runs_random(tmp_path, monkeypatch):
     monkeypatch.setattr(sample, "shipped_paths", lambda: None)
     p = sample.plan(["--save-path", str(tmp_path)])
-    assert p.config_path == sample.TINY_CONFIG and len(p.paths.missing()) == 4
+    assert p.config_path == sample.TINY_CONFIG and len(p.paths.missing()) == 4 and p.prompt == sample.DEFAULT_PROMPT
 
 
 def test_tiny_default_config_and_the_shipped_scaling_factor(tmp_path):
@@ -45,5 +46,4 @@ def test_tiny_default_config_and_the_shipped_scaling_factor(tmp_path):
     (tmp_path / "vae").mkdir()
     (tmp_path / "vae" / "hyv_jax.json").write_text(json.dumps({"config": {"scaling_factor": 0.9}}))
     assert shipped_scaling_factor(tmp_path) == 0.9
-    if shipped_paths():  # the repository's default: its config carries the stored factor
-        assert config.vae.scaling_factor == shipped_scaling_factor()
+    assert config.vae.scaling_factor == shipped_scaling_factor()  # the repository's default carries the stored factor
