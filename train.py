@@ -34,13 +34,13 @@ Data preparation (a folder where x.mp4 / x.png has its caption in x.txt, or a TF
       --vae ckpts/hyv_jax/vae --llm_dir ckpts/hyv_jax/llm --clip_dir ckpts/hyv_jax/clip \\
       --resolutions 544x960 960x544 720x720 --frames 1 33 65 129
   python train.py prepare ... --tfds NAME:SPLIT --tfds_media_key video --tfds_caption_key caption
-  python train.py prepare --config configs/tiny.py --procedural 2000 --resolutions 32x32 --frames 9 ...
-      (the procedural scenes the embedded tiny default trains on)
+  python train.py prepare --config configs/tiny_default.py --procedural 2048 --resolutions 64x64 --frames 9 ...
+      (the procedural scenes the embedded tiny default trains on; bench/train_tiny_default.py runs it all)
 Each clip goes to the bucket of nearest aspect ratio and the longest frame count it fills.
 
 VAE training (reconstruction L1 + MSE + a small KL; writes a converted VAE folder `prepare --vae` reads,
 with the latent scaling factor measured on the scenes):
-  python train.py train-vae --config configs/tiny.py --out runs/tiny_vae --image_steps 800 --steps 500 \\
+  python train.py train-vae --config configs/tiny_default.py --out runs/tiny_vae --image_steps 1000 --steps 700 \\
       --resolution 32x32 --scene_size 64x64 --frames 9
   (single frames first, then 9-frame clips interleaved with frames; 32x32 crops of 64x64 scenes)
   (--init runs/tiny_vae continues from a trained VAE folder with a fresh optimizer)
