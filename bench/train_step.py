@@ -28,6 +28,7 @@ from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfi
 from hyv_jax.parallel.logical_axes import param_shardings  # noqa: E402
 from hyv_jax.parallel.mesh import make_mesh  # noqa: E402
 from hyv_jax.parallel.plan import ParallelPlan  # noqa: E402
+from hyv_jax.parallel.sharded_init import init_sharded  # noqa: E402
 from hyv_jax.training.lora import inject_lora  # noqa: E402
 from hyv_jax.training.metrics_log import peak_flops  # noqa: E402
 from hyv_jax.training.trainer import Trainer  # noqa: E402
@@ -48,6 +49,15 @@ def shard_report(tcfg: TransformerConfig, mesh) -> None:
           f"({total / per_device:.1f}x smaller per device)")
 
 
+def state_bytes_per_device(state) -> list[int]:
+    """Bytes each device holds of `state`'s arrays (their addressable shards)."""
+    per_device = {d: 0 for d in jax.devices()}
+    for leaf in jax.tree.leaves(state):
+        for shard in leaf.addressable_shards:
+            per_device[shard.device] += shard.data.nbytes
+    return list(per_device.values())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/tiny.py")
@@ -66,7 +76,8 @@ def main() -> None:
     if args.shard_report:
         return shard_report(tcfg, mesh)
 
-    model = HunyuanVideoTransformer(tcfg, rngs=nnx.Rngs(0))
+    # each device creates only its shards, as full fine-tuning of the 13B must
+    model = init_sharded(lambda: HunyuanVideoTransformer(tcfg, rngs=nnx.Rngs(0)), mesh)
     if args.lora:
         lc = config.training.lora
         inject_lora(model, rank=lc.rank, alpha=lc.alpha, targets=tuple(lc.targets), rngs=nnx.Rngs(1))
@@ -79,6 +90,8 @@ def main() -> None:
              "text_mask": np.ones((b, args.text_len), np.int32),
              "text_pooled": r.normal(size=(b, tcfg.text_states_dim_2)).astype(np.float32)}
     trainer.step(batch)  # compile + warm-up
+    for name, tree in (("trained state (parameters, optimizer, step, rng)", trainer.state), ("frozen weights", trainer.frozen)):
+        print(f"{name} per device: {', '.join(f'{n / 2**20:.1f}' for n in state_bytes_per_device(tree))} MiB")
     times = [trainer.step(batch).seconds for _ in range(args.steps)]
     t = statistics.median(times)
     peak = peak_flops(jax.devices()[0])
