@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from configs import load_config
+from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import ModelPaths
 from hyv_jax.sampling.tiny_default import ASSET_DIR, shipped_paths
@@ -54,6 +55,8 @@ def parse_args(argv):
     parser.add_argument("--precision", choices=PRECISIONS, help="transformer dtype (13B default bf16)")
     parser.add_argument("--vae-precision", choices=PRECISIONS, help="VAE dtype (13B default bf16)")
     parser.add_argument("--noise-dtype", choices=("float16", "float32"), help="dtype the initial noise is drawn in (default float16, as upstream)")
+    parser.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
+                        help=f"keep compiled programs here for the next run ('' : off; default ${ENV} or {DEFAULT_DIR})")
     parser.add_argument("--model-base", help="folder holding converted transformer/, vae/, llm/, clip/")
     for name in ModelPaths.__dataclass_fields__:
         parser.add_argument(f"--{name}-dir", help=f"converted {name} folder (overrides --model-base)")
@@ -88,6 +91,7 @@ class Plan:
     save_path: Path
     custom: object = None  # CustomInputs in HunyuanCustom mode
     step_cache: bool = True
+    compile_cache: str = ""
 
 
 def plan(argv) -> Plan:
@@ -131,7 +135,7 @@ def plan(argv) -> Plan:
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
-    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache)
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache)
 
 
 def read_custom_inputs(args, config, paths, options: SamplingOptions):
@@ -193,6 +197,7 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
 
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
+    enable_compilation_cache(p.compile_cache)
     from hyv_jax.io.video import FPS, write_image, write_video
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 

@@ -46,6 +46,8 @@ with the latent scaling factor measured on the scenes):
   (--init runs/tiny_vae continues from a trained VAE folder with a fresh optimizer)
 
 Config overrides: --config.key.path=value (Python literals), e.g. --config.training.lora.rank=16.
+Compiled programs are kept in $HYV_JAX_COMPILE_CACHE (default ~/.cache/hyv_jax/xla; empty: off),
+so a resumed or repeated run skips the compile.
 """
 
 import argparse
@@ -222,6 +224,9 @@ def main(argv=None) -> None:
     if bad:
         raise SystemExit(f"unknown arguments {bad}; config overrides look like --config.training.steps=100")
     config = load_config(args.config, [a.removeprefix("--config.") for a in rest])
+    from hyv_jax.compilation_cache import default_cache_dir, enable_compilation_cache
+
+    enable_compilation_cache(default_cache_dir())
     {"train": _train, "prepare": _prepare, "train-vae": _train_vae, "export-lora": _export_lora}[args.command](args, config)
 
 

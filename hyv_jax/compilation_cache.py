@@ -1,0 +1,30 @@
+"""A persistent XLA compilation cache for sample.py and train.py: a second run with the same
+shapes loads its compiled programs instead of compiling them again (the shipped tiny default
+samples in 5 s instead of 15 s on 2 CPU cores; the 13B denoising step, each VAE tile shape and
+a training step take minutes to compile)."""
+
+import os
+from pathlib import Path
+
+import jax
+
+ENV = "HYV_JAX_COMPILE_CACHE"
+DEFAULT_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hyv_jax" / "xla"
+
+
+def default_cache_dir() -> str:
+    """$HYV_JAX_COMPILE_CACHE if set (empty: no cache), else ~/.cache/hyv_jax/xla."""
+    return os.environ.get(ENV, str(DEFAULT_DIR))
+
+
+def enable_compilation_cache(directory: str) -> str | None:
+    """Keeps every compiled program under `directory` ("": no cache) and returns the folder in
+    use; a folder set through JAX's own JAX_COMPILATION_CACHE_DIR takes precedence."""
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    if not directory:
+        return None
+    jax.config.update("jax_compilation_cache_dir", directory)
+    # JAX skips programs compiled in under 1 s by default: most of the tiny model's are.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return directory

@@ -1,0 +1,38 @@
+"""sample.py's persistent compilation cache: the first run fills the folder (by default under
+$XDG_CACHE_HOME), the second loads its programs from there and writes the same video; an empty
+--compile-cache turns the cache off."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hyv_jax.io.video import read_video
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_sample(out: Path, xdg_cache: Path, *flags: str) -> Path:
+    env = {k: v for k, v in os.environ.items() if k not in ("HYV_JAX_COMPILE_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    subprocess.run([sys.executable, "sample.py", "--save-path", str(out), "--video-size", "32", "32", "--video-length", "5",
+                    "--infer-steps", "2", *flags], cwd=ROOT, env={**env, "XDG_CACHE_HOME": str(xdg_cache)},
+                   check=True, capture_output=True)
+    (video,) = out.glob("*.mp4")
+    return video
+
+
+def test_second_run_loads_the_cached_programs_and_writes_the_same_video(tmp_path):
+    first = run_sample(tmp_path / "first", tmp_path / "xdg")
+    cache = tmp_path / "xdg" / "hyv_jax" / "xla"
+    entries = set(os.listdir(cache))
+    assert any(name.startswith("jit_") for name in entries), entries  # the compiled denoising step, among others
+    second = run_sample(tmp_path / "second", tmp_path / "elsewhere", "--compile-cache", str(cache))
+    assert set(os.listdir(cache)) == entries  # nothing new to compile
+    np.testing.assert_array_equal(read_video(first), read_video(second))
+
+
+def test_empty_folder_name_turns_the_cache_off(tmp_path):
+    run_sample(tmp_path / "out", tmp_path / "xdg", "--compile-cache", "")
+    assert not (tmp_path / "xdg").exists()
