@@ -2,7 +2,7 @@
 `multi_modal_projector.*` of a transformers LLaVA checkpoint <-> our LlavaImageEncoder."""
 
 from hyv_jax.convert.mapping import Rule, Slot
-from hyv_jax.convert.transformer_table import _dense, _layer_norm
+from hyv_jax.convert.rule_builders import CLIP_LAYER_NAMES, dense, encoder_layer, layer_norm
 from hyv_jax.convert.transforms import Copy, Linear, Same
 from hyv_jax.models.custom.clip_vision import ClipVisionConfig
 
@@ -17,18 +17,11 @@ def llava_vision_rules(config: ClipVisionConfig) -> list[Rule]:
                       Linear(3, torch_in_order=(2, 0, 1), conv_shape=True)))
     rules.append(Rule(f"{TOWER}.embeddings.class_embedding", (Slot((*tower, "class_embedding")),), Copy()))
     rules.append(Rule(f"{TOWER}.embeddings.position_embedding.weight", (Slot((*tower, "position_embedding")),), Same()))
-    _layer_norm(rules, f"{TOWER}.pre_layrnorm", (*tower, "pre_layrnorm"))
+    layer_norm(rules, f"{TOWER}.pre_layrnorm", (*tower, "pre_layrnorm"))
     for i in range(config.used_layers):
-        src, dst = f"{TOWER}.encoder.layers.{i}", (*tower, "layers")
-        _layer_norm(rules, f"{src}.layer_norm1", (*dst, "norm1"), i)
-        _layer_norm(rules, f"{src}.layer_norm2", (*dst, "norm2"), i)
-        for proj in ("q_proj", "k_proj", "v_proj"):
-            _dense(rules, f"{src}.self_attn.{proj}", (*dst, proj), i)
-        _dense(rules, f"{src}.self_attn.out_proj", (*dst, "out_proj"), i, weight=Linear(2))
-        _dense(rules, f"{src}.mlp.fc1", (*dst, "mlp", "fc1"), i)
-        _dense(rules, f"{src}.mlp.fc2", (*dst, "mlp", "fc2"), i)
-    _dense(rules, "multi_modal_projector.linear_1", ("multi_modal_projector", "linear_1"))
-    _dense(rules, "multi_modal_projector.linear_2", ("multi_modal_projector", "linear_2"))
+        encoder_layer(rules, f"{TOWER}.encoder.layers.{i}", (*tower, "layers"), i, CLIP_LAYER_NAMES)
+    dense(rules, "multi_modal_projector.linear_1", ("multi_modal_projector", "linear_1"))
+    dense(rules, "multi_modal_projector.linear_2", ("multi_modal_projector", "linear_2"))
     return rules
 
 

@@ -6,50 +6,34 @@ serve the 13B model and the tiny test model alike.
 """
 
 from hyv_jax.convert.mapping import Regroup, Rule, Slot
+from hyv_jax.convert.rule_builders import LINEAR, PROJ, dense, layer_norm, norm
 from hyv_jax.convert.transforms import Copy, Linear, Split
 from hyv_jax.models.transformer import TransformerConfig
 
-# (original suffix, our module path) for plain linear layers: (n_in dims of our kernel)
-_LINEAR, _PROJ = Linear(1), Linear(2)  # _PROJ: (heads, head_dim) -> dim
-
-
-def _dense(rules, name, path, layer=None, weight=_LINEAR, bias=Copy()):
-    rules.append(Rule(f"{name}.weight", (Slot((*path, "kernel"), layer),), weight))
-    rules.append(Rule(f"{name}.bias", (Slot((*path, "bias"), layer),), bias))
-
-
-def _norm(rules, name, path, layer=None):
-    rules.append(Rule(f"{name}.weight", (Slot((*path, "weight"), layer),), Copy()))
-
-
-def _layer_norm(rules, name, path, layer=None):
-    _norm(rules, name, path, layer)
-    rules.append(Rule(f"{name}.bias", (Slot((*path, "bias"), layer),), Copy()))
 
 
 def _embedder(rules, name, path, first, second):
-    _dense(rules, f"{name}.{first}", (*path, "in_layer"))
-    _dense(rules, f"{name}.{second}", (*path, "out_layer"))
+    dense(rules, f"{name}.{first}", (*path, "in_layer"))
+    dense(rules, f"{name}.{second}", (*path, "out_layer"))
 
 
 def transformer_rules(config: TransformerConfig) -> list[Rule]:
     """Original checkpoint names -> our parameter slots."""
     rules: list[Rule] = []
     # patch conv (O, C, pt, ph, pw); our kernel is (pt, ph, pw, C, O)
-    _dense(rules, "img_in.proj", ("img_in", "proj"), weight=Linear(4, torch_in_order=(3, 0, 1, 2), conv_shape=True))
-    _dense(rules, "txt_in.input_embedder", ("txt_in", "input_embedder"))
+    dense(rules, "img_in.proj", ("img_in", "proj"), weight=Linear(4, torch_in_order=(3, 0, 1, 2), conv_shape=True))
+    dense(rules, "txt_in.input_embedder", ("txt_in", "input_embedder"))
     _embedder(rules, "txt_in.t_embedder.mlp", ("txt_in", "t_embedder", "mlp"), "0", "2")
     _embedder(rules, "txt_in.c_embedder", ("txt_in", "c_embedder"), "linear_1", "linear_2")
     for i in range(config.refiner_blocks):
         src, dst = f"txt_in.individual_token_refiner.blocks.{i}", ("txt_in", "blocks")
-        for norm in ("norm1", "norm2"):
-            _norm(rules, f"{src}.{norm}", (*dst, norm), i)
-            rules.append(Rule(f"{src}.{norm}.bias", (Slot((*dst, norm, "bias"), i),), Copy()))
-        _dense(rules, f"{src}.self_attn_qkv", (*dst, "self_attn_qkv"), i)
-        _dense(rules, f"{src}.self_attn_proj", (*dst, "self_attn_proj"), i, weight=_PROJ)
-        _dense(rules, f"{src}.mlp.fc1", (*dst, "mlp", "fc1"), i)
-        _dense(rules, f"{src}.mlp.fc2", (*dst, "mlp", "fc2"), i)
-        _dense(rules, f"{src}.adaLN_modulation.1", (*dst, "adaLN_modulation", "linear"), i)
+        for name in ("norm1", "norm2"):
+            layer_norm(rules, f"{src}.{name}", (*dst, name), i)
+        dense(rules, f"{src}.self_attn_qkv", (*dst, "self_attn_qkv"), i)
+        dense(rules, f"{src}.self_attn_proj", (*dst, "self_attn_proj"), i, weight=PROJ)
+        dense(rules, f"{src}.mlp.fc1", (*dst, "mlp", "fc1"), i)
+        dense(rules, f"{src}.mlp.fc2", (*dst, "mlp", "fc2"), i)
+        dense(rules, f"{src}.adaLN_modulation.1", (*dst, "adaLN_modulation", "linear"), i)
     _embedder(rules, "time_in.mlp", ("time_in", "mlp"), "0", "2")
     if config.guidance_embed:
         _embedder(rules, "guidance_in.mlp", ("guidance_in", "mlp"), "0", "2")
@@ -58,30 +42,30 @@ def transformer_rules(config: TransformerConfig) -> list[Rule]:
     for i in range(config.double_blocks):
         src, dst = f"double_blocks.{i}", ("double_blocks",)
         for s in ("img", "txt"):
-            _dense(rules, f"{src}.{s}_mod.linear", (*dst, f"{s}_mod", "linear"), i)
-            _dense(rules, f"{src}.{s}_attn_qkv", (*dst, f"{s}_attn_qkv"), i)
-            _norm(rules, f"{src}.{s}_attn_q_norm", (*dst, f"{s}_attn_q_norm"), i)
-            _norm(rules, f"{src}.{s}_attn_k_norm", (*dst, f"{s}_attn_k_norm"), i)
-            _dense(rules, f"{src}.{s}_attn_proj", (*dst, f"{s}_attn_proj"), i, weight=_PROJ)
-            _dense(rules, f"{src}.{s}_mlp.fc1", (*dst, f"{s}_mlp", "fc1"), i)
-            _dense(rules, f"{src}.{s}_mlp.fc2", (*dst, f"{s}_mlp", "fc2"), i)
+            dense(rules, f"{src}.{s}_mod.linear", (*dst, f"{s}_mod", "linear"), i)
+            dense(rules, f"{src}.{s}_attn_qkv", (*dst, f"{s}_attn_qkv"), i)
+            norm(rules, f"{src}.{s}_attn_q_norm", (*dst, f"{s}_attn_q_norm"), i)
+            norm(rules, f"{src}.{s}_attn_k_norm", (*dst, f"{s}_attn_k_norm"), i)
+            dense(rules, f"{src}.{s}_attn_proj", (*dst, f"{s}_attn_proj"), i, weight=PROJ)
+            dense(rules, f"{src}.{s}_mlp.fc1", (*dst, f"{s}_mlp", "fc1"), i)
+            dense(rules, f"{src}.{s}_mlp.fc2", (*dst, f"{s}_mlp", "fc2"), i)
 
     for i in range(config.single_blocks):
         src, dst = f"single_blocks.{i}", ("single_blocks",)
         slot = lambda *p: Slot((*dst, *p), i)  # noqa: E731
         # linear1 rows are [q | k | v | mlp]; linear2 columns are [attn | mlp]
-        rules.append(Rule(f"{src}.linear1.weight", (slot("linear1_qkv", "kernel"), slot("linear1_mlp", "kernel")), Split(0, (_LINEAR, _LINEAR))))
+        rules.append(Rule(f"{src}.linear1.weight", (slot("linear1_qkv", "kernel"), slot("linear1_mlp", "kernel")), Split(0, (LINEAR, LINEAR))))
         rules.append(Rule(f"{src}.linear1.bias", (slot("linear1_qkv", "bias"), slot("linear1_mlp", "bias")), Split(0, (Copy(), Copy()))))
-        rules.append(Rule(f"{src}.linear2.weight", (slot("linear2_attn", "kernel"), slot("linear2_mlp", "kernel")), Split(1, (_PROJ, _LINEAR))))
+        rules.append(Rule(f"{src}.linear2.weight", (slot("linear2_attn", "kernel"), slot("linear2_mlp", "kernel")), Split(1, (PROJ, LINEAR))))
         rules.append(Rule(f"{src}.linear2.bias", (slot("linear2_mlp", "bias"),), Copy()))
-        _norm(rules, f"{src}.q_norm", (*dst, "q_norm"), i)
-        _norm(rules, f"{src}.k_norm", (*dst, "k_norm"), i)
-        _dense(rules, f"{src}.modulation.linear", (*dst, "modulation", "linear"), i)
+        norm(rules, f"{src}.q_norm", (*dst, "q_norm"), i)
+        norm(rules, f"{src}.k_norm", (*dst, "k_norm"), i)
+        dense(rules, f"{src}.modulation.linear", (*dst, "modulation", "linear"), i)
 
     # final linear outputs are (c, pt, ph, pw) upstream, (pt, ph, pw, c) here
-    _dense(rules, "final_layer.linear", ("final_layer", "linear"),
+    dense(rules, "final_layer.linear", ("final_layer", "linear"),
            weight=Linear(1, torch_out_order=(3, 0, 1, 2)), bias=Copy(torch_order=(3, 0, 1, 2)))
-    _dense(rules, "final_layer.adaLN_modulation.1", ("final_layer", "adaLN_modulation", "linear"))
+    dense(rules, "final_layer.adaLN_modulation.1", ("final_layer", "adaLN_modulation", "linear"))
     return rules
 
 

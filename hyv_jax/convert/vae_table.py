@@ -2,27 +2,21 @@
 `AutoencoderKLHunyuanVideo` names) <-> our parameters. Our module paths are the upstream ones,
 so each torch name maps to the same dotted path with `weight` -> `kernel` for convs/linears."""
 
-from hyv_jax.convert.mapping import Rule, Slot
-from hyv_jax.convert.transforms import Copy, Linear
+from hyv_jax.convert.mapping import Rule
+from hyv_jax.convert.rule_builders import LINEAR, dense, layer_norm
+from hyv_jax.convert.transforms import Linear
 from hyv_jax.models.vae import VAEConfig
 
 # torch Conv3d weight (O, I, kt, kh, kw) <-> our kernel (kt, kh, kw, I, O)
 _CONV = Linear(4, torch_in_order=(3, 0, 1, 2), conv_shape=True)
-_LINEAR = Linear(1)
-
-
-def _path(name: str, leaf: str) -> tuple[str, ...]:
-    return (*name.split("."), leaf)
 
 
 def _layer(rules: list[Rule], name: str, weight) -> None:
-    rules.append(Rule(f"{name}.weight", (Slot(_path(name, "kernel")),), weight))
-    rules.append(Rule(f"{name}.bias", (Slot(_path(name, "bias")),), Copy()))
+    dense(rules, name, tuple(name.split(".")), weight=weight)
 
 
 def _norm(rules: list[Rule], name: str) -> None:
-    for leaf in ("weight", "bias"):
-        rules.append(Rule(f"{name}.{leaf}", (Slot(_path(name, leaf)),), Copy()))
+    layer_norm(rules, name, tuple(name.split(".")))
 
 
 def _causal(rules: list[Rule], name: str) -> None:
@@ -43,7 +37,7 @@ def _mid_block(rules: list[Rule], name: str, channels: int) -> None:
     attn = f"{name}.attentions.0"
     _norm(rules, f"{attn}.group_norm")
     for proj in ("to_q", "to_k", "to_v", "to_out.0"):
-        _layer(rules, f"{attn}.{proj}", _LINEAR)
+        _layer(rules, f"{attn}.{proj}", LINEAR)
     _resnet(rules, f"{name}.resnets.1", channels, channels)
 
 

@@ -1,5 +1,9 @@
-"""The pre-LayerNorm transformer encoder layer of ViT/CLIP and Whisper: x + attn(LN(x)), then
-x + MLP(LN(x)), with separate q/k/v/out projections (the checkpoints keep them apart)."""
+"""The pre-LayerNorm transformer encoder layer of CLIP (text and vision) and Whisper:
+x + attn(LN(x)), then x + MLP(LN(x)), with separate q/k/v/out projections (the checkpoints keep
+them apart). The attention is bidirectional unless the caller passes another (CLIP text's is
+causal over right-padded tokens)."""
+
+from collections.abc import Callable
 
 import jax
 from flax import nnx
@@ -24,7 +28,7 @@ class EncoderLayer(nnx.Module):
         self.norm2 = LayerNorm(dim, eps=eps, param_dtype=param_dtype, rngs=rngs)
         self.mlp = MLP(dim, mlp_dim, act, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, attend: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] = attention) -> jax.Array:
         h = self.norm1(x)
-        x = x + self.out_proj(attention(self.q_proj(h), self.k_proj(h), self.v_proj(h)))
+        x = x + self.out_proj(attend(self.q_proj(h), self.k_proj(h), self.v_proj(h)))
         return x + self.mlp(self.norm2(x))

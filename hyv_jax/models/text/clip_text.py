@@ -6,6 +6,7 @@ end-of-text token, found exactly as transformers finds it (see `eos_positions`).
 """
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 import jax
@@ -14,9 +15,8 @@ from flax import nnx
 
 from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.models.text.causal_attention import causal_attention
-from hyv_jax.nn.dense import Dense
 from hyv_jax.nn.embedding import Embedding
-from hyv_jax.nn.mlp import MLP
+from hyv_jax.nn.encoder_layer import EncoderLayer
 from hyv_jax.nn.norms import LayerNorm
 from hyv_jax.nn.stack import scan_layers, stack_layers
 
@@ -59,32 +59,6 @@ def eos_positions(input_ids: jax.Array, eos_token_id: int) -> jax.Array:
     return jnp.argmax((input_ids == eos_token_id).astype(jnp.int32), axis=-1)
 
 
-class CLIPAttention(nnx.Module):
-    def __init__(self, dim: int, heads: int, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        split = dict(in_axes=("embed",), out_axes=("heads", "head_dim"))
-        self.q_proj = Dense(dim, (heads, dim // heads), **split, **kw)
-        self.k_proj = Dense(dim, (heads, dim // heads), **split, **kw)
-        self.v_proj = Dense(dim, (heads, dim // heads), **split, **kw)
-        self.out_proj = Dense((heads, dim // heads), dim, in_axes=("heads", "head_dim"), out_axes=("embed",), **kw)
-
-    def __call__(self, x: jax.Array, key_mask: jax.Array) -> jax.Array:
-        return self.out_proj(causal_attention(self.q_proj(x), self.k_proj(x), self.v_proj(x), key_mask))
-
-
-class CLIPEncoderLayer(nnx.Module):
-    def __init__(self, c: CLIPTextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.layer_norm1 = LayerNorm(c.hidden_size, eps=c.layer_norm_eps, param_dtype=param_dtype, rngs=rngs)
-        self.self_attn = CLIPAttention(c.hidden_size, c.heads, **kw)
-        self.layer_norm2 = LayerNorm(c.hidden_size, eps=c.layer_norm_eps, param_dtype=param_dtype, rngs=rngs)
-        self.mlp = MLP(c.hidden_size, c.intermediate_size, c.hidden_act, **kw)
-
-    def __call__(self, x: jax.Array, key_mask: jax.Array) -> jax.Array:
-        x = x + self.self_attn(self.layer_norm1(x), key_mask)
-        return x + self.mlp(self.layer_norm2(x))
-
-
 class CLIPEmbeddings(nnx.Module):
     def __init__(self, c: CLIPTextConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -100,7 +74,10 @@ class CLIPTextModel(nnx.Module):
         self.config = c = config
         kw = dict(dtype=jnp.dtype(c.dtype), param_dtype=jnp.dtype(c.param_dtype))
         self.embeddings = CLIPEmbeddings(c, **kw, rngs=rngs)
-        self.layers = stack_layers(lambda r: CLIPEncoderLayer(c, **kw, rngs=r), c.num_layers, rngs)
+        self.layers = stack_layers(
+            lambda r: EncoderLayer(c.hidden_size, c.heads, c.intermediate_size, c.hidden_act, eps=c.layer_norm_eps, **kw, rngs=r),
+            c.num_layers, rngs,
+        )
         self.final_layer_norm = LayerNorm(c.hidden_size, eps=c.layer_norm_eps, param_dtype=kw["param_dtype"], rngs=rngs)
 
     def __call__(self, input_ids: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -109,7 +86,8 @@ class CLIPTextModel(nnx.Module):
         if input_ids.shape[1] > self.config.max_positions:
             raise ValueError(f"CLIP takes at most {self.config.max_positions} tokens, got {input_ids.shape[1]}")
         x = self.embeddings(input_ids)
-        x = scan_layers(self.layers, x, lambda layer, h: layer(h, mask))
+        attend = functools.partial(causal_attention, key_mask=mask)
+        x = scan_layers(self.layers, x, lambda layer, h: layer(h, attend))
         x = self.final_layer_norm(x)
         pooled = jnp.take_along_axis(x, eos_positions(input_ids, self.config.eos_token_id)[:, None, None], axis=1)[:, 0]
         return x, pooled
