@@ -132,6 +132,8 @@ def plan(argv) -> Plan:
         else:
             paths.check(config.get("allow_random_weights", False))
         save_path = writable_folder(Path(args.save_path))
+        if args.compile_cache:
+            writable_folder(Path(args.compile_cache), "compiled programs", "pass a writable --compile-cache, or '' to turn it off")
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
@@ -180,13 +182,13 @@ def _read_video(path):
         raise ValueError(f"cannot read video {path}: {error}; pass an mp4/webm/mov file PyAV can decode") from error
 
 
-def writable_folder(folder: Path) -> Path:
+def writable_folder(folder: Path, what: str = "videos", fix: str = "pass a writable --save-path") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise ValueError(f"cannot write videos to {folder} ({error.strerror}); pass a writable --save-path") from error
+        raise ValueError(f"cannot write {what} to {folder} ({error.strerror}); {fix}") from error
     return folder
 
 

@@ -83,3 +83,10 @@ def test_missing_checkpoints_and_tokenizers(capsys, tmp_path):
 def test_save_path_that_is_a_file(capsys, tmp_path):
     (tmp_path / "file").write_text("")
     fails(["--save-path", str(tmp_path / "file")], "pass a writable --save-path", capsys)
+
+
+def test_compile_cache_that_cannot_be_written(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    fails(["--save-path", str(tmp_path / "out"), "--compile-cache", str(tmp_path / "file" / "cache")],
+          "cannot write compiled programs", capsys)
+    assert sample.plan(["--save-path", str(tmp_path / "out"), "--compile-cache", ""]).compile_cache == ""
