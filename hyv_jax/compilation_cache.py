@@ -4,6 +4,7 @@ samples in 5 s instead of 15 s on 2 CPU cores; the 13B denoising step, each VAE 
 a training step take minutes to compile)."""
 
 import os
+import warnings
 from pathlib import Path
 
 import jax
@@ -19,10 +20,16 @@ def default_cache_dir() -> str:
 
 def enable_compilation_cache(directory: str) -> str | None:
     """Keeps every compiled program under `directory` ("": no cache) and returns the folder in
-    use; a folder set through JAX's own JAX_COMPILATION_CACHE_DIR takes precedence."""
+    use (None: no cache, with a warning when the folder cannot be created); a folder set
+    through JAX's own JAX_COMPILATION_CACHE_DIR takes precedence."""
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
     if not directory:
+        return None
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # e.g. a read-only home on a pod host: run on, compiling as usual
+        warnings.warn(f"no compilation cache: cannot create {directory} ({error.strerror}); set {ENV} to a writable folder")
         return None
     jax.config.update("jax_compilation_cache_dir", directory)
     # JAX skips programs compiled in under 1 s by default: most of the tiny model's are.

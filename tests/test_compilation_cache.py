@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
+import pytest
 
+from hyv_jax.compilation_cache import enable_compilation_cache
 from hyv_jax.io.video import read_video
 
 ROOT = Path(__file__).parents[1]
@@ -36,3 +39,10 @@ def test_second_run_loads_the_cached_programs_and_writes_the_same_video(tmp_path
 def test_empty_folder_name_turns_the_cache_off(tmp_path):
     run_sample(tmp_path / "out", tmp_path / "xdg", "--compile-cache", "")
     assert not (tmp_path / "xdg").exists()
+
+
+def test_a_folder_that_cannot_be_created_warns_and_leaves_the_cache_off(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.warns(UserWarning, match="no compilation cache: cannot create"):
+        assert enable_compilation_cache(str(tmp_path / "file" / "cache")) is None
+    assert not jax.config.jax_compilation_cache_dir
