@@ -55,6 +55,9 @@ def parse_args(argv):
     parser.add_argument("--precision", choices=PRECISIONS, help="transformer dtype (13B default bf16)")
     parser.add_argument("--vae-precision", choices=PRECISIONS, help="VAE dtype (13B default bf16)")
     parser.add_argument("--noise-dtype", choices=("float16", "float32"), help="dtype the initial noise is drawn in (default float16, as upstream)")
+    parser.add_argument("--first-block-cache", type=float, metavar="THRESHOLD",
+                        help="skip the later blocks on steps whose first block output changed less than this (relative; "
+                             "0 off, the default; about 0.05-0.1: faster at some cost in fidelity)")
     parser.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
                         help=f"keep compiled programs here for the next run ('' : off; default ${ENV} or {DEFAULT_DIR})")
     parser.add_argument("--model-base", help="folder holding converted transformer/, vae/, llm/, clip/")
@@ -103,6 +106,8 @@ def plan(argv) -> Plan:
         paths = ModelPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None) for name in ModelPaths.__dataclass_fields__})
         no_checkpoints = len(paths.missing()) == 4
         if custom:
+            if args.first_block_cache:
+                raise ValueError("--first-block-cache is for text-to-video; HunyuanCustom has its own --step-cache")
             from hyv_jax.sampling.custom_pipeline import CustomPaths
             paths = CustomPaths(**dataclasses.asdict(paths), llava=args.llava_dir, whisper=args.whisper_dir)
             config_path = args.config or (TINY_CUSTOM_CONFIG if no_checkpoints else CUSTOM_CONFIG)
@@ -118,7 +123,8 @@ def plan(argv) -> Plan:
                 config[section].update(dtype=PRECISIONS[flag], param_dtype=PRECISIONS[flag])
         flags = dict(height=args.video_size and args.video_size[0], width=args.video_size and args.video_size[1], frames=args.video_length,
                      steps=args.infer_steps, flow_shift=args.flow_shift, embedded_guidance=args.embedded_cfg_scale,
-                     cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=args.noise_dtype, vae_tiling=args.vae_tiling)
+                     cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=args.noise_dtype, vae_tiling=args.vae_tiling,
+                     first_block_cache=args.first_block_cache)
         seed = args.seed if args.seed is not None else config.sampling.get("seed", random.randrange(1_000_000))
         sampling = config.sampling
         if custom and args.input_video:  # the editing checkpoint's schedule unless flags say otherwise
@@ -225,6 +231,9 @@ def main(argv=None) -> list[Path]:
     start = time.perf_counter()
     videos = run()
     print(f"sampled {o.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
+    if o.first_block_cache:
+        computed, steps = pipeline.first_block_cache_steps
+        print(f"first block cache {o.first_block_cache}: {computed} of {steps} steps ran every block")
     written = []
     for frames, seed in zip(videos.frames, videos.seeds, strict=True):
         if o.frames == 1:

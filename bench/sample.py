@@ -5,6 +5,7 @@ frames, VAE decode included), the first run including JAX's compile.
   python bench/sample.py                                   # tiny config, 17x128x128, 10 steps
   python bench/sample.py --frames 33 --height 256 --width 256 --config.transformer.hidden_size=256 \\
       --config.transformer.heads=4 --config.transformer.rope_axes_dims='(16,24,24)'   # "medium"
+  python bench/sample.py --first-block-cache 0.1        # both sides with the First Block Cache
   python bench/sample.py --config configs/hunyuan_video_t2v.py --frames 129 --height 544 --width 960 --no-diffusers  (GPU)
 
 Text encoders are not timed (random embeddings of the config's widths stand in). Weights are
@@ -28,15 +29,11 @@ from hyv_jax.convert.vae_checkpoint import export_torch_vae  # noqa: E402
 from hyv_jax.models.text.text_encoder import PromptEmbeddings  # noqa: E402
 from hyv_jax.models.transformer import TransformerConfig  # noqa: E402
 from hyv_jax.models.vae import VAEConfig  # noqa: E402
+from hyv_jax.sampling.first_block_cache import FirstBlockCacheStep  # noqa: E402
 from hyv_jax.sampling.frames import to_uint8  # noqa: E402
 from hyv_jax.sampling.options import SamplingOptions  # noqa: E402
 from hyv_jax.sampling.pipeline import TextToVideoPipeline, random_transformer, random_vae  # noqa: E402
 from transformer import diffusers_model  # noqa: E402  (bench/transformer.py)
-
-
-class Embeddings:
-    def __init__(self, states, mask, pooled):
-        self.states, self.mask, self.pooled = states, mask, pooled
 
 
 def diffusers_vae(c: VAEConfig, params, device):
@@ -53,10 +50,13 @@ def diffusers_vae(c: VAEConfig, params, device):
 
 
 class TimedStep:
-    """The pipeline's compiled step, recording each call's seconds."""
+    """The pipeline's compiled step, recording each call's seconds (other attributes: the step's)."""
 
     def __init__(self, step):
         self.step, self.times = step, []
+
+    def __getattr__(self, name):
+        return getattr(self.step, name)
 
     def __call__(self, *args):
         start = time.perf_counter()
@@ -67,7 +67,14 @@ class TimedStep:
 
 def run_ours(pipeline, text, noise, options):
     """(end-to-end seconds, per-step seconds, decode seconds, frames)."""
-    timed = pipeline.step = TimedStep(pipeline.step.step if isinstance(pipeline.step, TimedStep) else pipeline.step)
+    name = "step"
+    if options.first_block_cache:
+        name = "first_block_cache_step"
+        if pipeline.first_block_cache_step is None:
+            pipeline.first_block_cache_step = FirstBlockCacheStep(pipeline.transformer)
+    step = getattr(pipeline, name)
+    timed = TimedStep(step.step if isinstance(step, TimedStep) else step)
+    setattr(pipeline, name, timed)
     start = time.perf_counter()
     latents = pipeline.sample_latents(text, noise, options, progress=False)
     decode_start = time.perf_counter()
@@ -87,11 +94,14 @@ def main():
     parser.add_argument("--cfg-scale", type=float, default=1.0, help="> 1 adds true CFG (a [negative, positive] batch)")
     parser.add_argument("--no-vae-tiling", action="store_true")
     parser.add_argument("--no-diffusers", action="store_true", help="time hyv_jax only")
+    parser.add_argument("--first-block-cache", type=float, default=0.0, metavar="THRESHOLD",
+                        help="both sides sample with the First Block Cache (diffusers' FirstBlockCacheConfig)")
     args, rest = parser.parse_known_args()
     config = load_config(args.config, [a.removeprefix("--config.") for a in rest])
     tc, vc = TransformerConfig.from_mapping(config.transformer), VAEConfig.from_mapping(config.vae)
     options = SamplingOptions(height=args.height, width=args.width, frames=args.frames, steps=args.steps, cfg_scale=args.cfg_scale,
-                              noise_dtype="float32", sigma_spacing="diffusers", vae_tiling=not args.no_vae_tiling)
+                              noise_dtype="float32", sigma_spacing="diffusers", vae_tiling=not args.no_vae_tiling,
+                              first_block_cache=args.first_block_cache)
 
     pipeline = TextToVideoPipeline(None, random_transformer(tc), random_vae(vc))
     rng = np.random.default_rng(0)
@@ -106,9 +116,12 @@ def main():
     cold, cold_steps, cold_decode, frames = run_ours(pipeline, text, noise, options)
     warm, step_times, decode, frames = run_ours(pipeline, text, noise, options)
     print(f"device {jax.devices()[0].device_kind}; config {args.config} {' '.join(rest)}; {args.frames}x{args.height}x{args.width}, "
-          f"{args.steps} steps, text {args.text_len}, cfg {args.cfg_scale}; step traced {pipeline.step.step.traces}x; "
-          f"hyv_jax first run: first step {cold_steps[0]:.1f} s, decode {cold_decode:.1f} s (compiles included)")
-    rows = [("hyv_jax", statistics.median(step_times), decode, cold, warm)]
+          f"{args.steps} steps, text {args.text_len}, cfg {args.cfg_scale}; hyv_jax first run: first step {cold_steps[0]:.1f} s, "
+          f"decode {cold_decode:.1f} s (compiles included)")
+    if options.first_block_cache:
+        print(f"first block cache {options.first_block_cache}: hyv_jax ran every block on {pipeline.first_block_cache_steps[0]} "
+              f"of {args.steps} steps")
+    rows = [("hyv_jax", statistics.median(step_times), sum(step_times), decode, cold, warm)]
 
     if not args.no_diffusers:
         import torch
@@ -120,6 +133,12 @@ def main():
             transformer=diffusers_model(tc, params_to_numpy(pipeline.transformer), device),
             vae=diffusers_vae(vc, params_to_numpy(pipeline.vae), device), scheduler=FlowMatchEulerDiscreteScheduler(shift=options.flow_shift))
         reference.set_progress_bar_config(disable=True)
+        if options.first_block_cache:
+            from diffusers.hooks import FirstBlockCacheConfig
+
+            reference.transformer.enable_cache(FirstBlockCacheConfig(threshold=options.first_block_cache))
+        if not options.vae_tiling:  # diffusers decodes in temporal tiles unless told otherwise
+            reference.vae.use_framewise_decoding = False
         if options.vae_tiling:  # the config's tiles (diffusers' stride is ours)
             reference.vae.enable_tiling(
                 tile_sample_min_height=vc.tile_sample_size, tile_sample_min_width=vc.tile_sample_size,
@@ -153,17 +172,17 @@ def main():
 
         ref_cold, _, _, ref_frames = run_reference()
         ref_warm, ref_steps, ref_decode, ref_frames = run_reference()
-        rows.append(("diffusers", statistics.median(ref_steps), ref_decode, ref_cold, ref_warm))
+        rows.append(("diffusers", statistics.median(ref_steps), sum(ref_steps), ref_decode, ref_cold, ref_warm))
         off = np.abs(frames.astype(int) - ref_frames.astype(int))
         print(f"uint8 frames vs diffusers: max difference {off.max()}, {np.count_nonzero(off)} of {off.size} values differ")
 
-    print("| implementation | median s/step | decode + uint8 s | end to end, first run (incl. compile) s | end to end, second run s "
-          "| step speed vs diffusers | second run vs diffusers |")
-    print("|---|---|---|---|---|---|---|")
+    print("| implementation | median s/step | denoising s | decode + uint8 s | end to end, first run (incl. compile) s "
+          "| end to end, second run s | denoising vs diffusers | second run vs diffusers |")
+    print("|---|---|---|---|---|---|---|---|")
     ref = rows[-1] if len(rows) > 1 else None
-    for name, step, dec, cold, warm in rows:
-        ratios = (f"{ref[1] / step:.2f}x", f"{ref[4] / warm:.2f}x") if ref else ("-", "-")
-        print(f"| {name} | {step:.4f} | {dec:.2f} | {cold:.2f} | {warm:.2f} | {ratios[0]} | {ratios[1]} |")
+    for name, step, denoising, dec, cold, warm in rows:
+        ratios = (f"{ref[2] / denoising:.2f}x", f"{ref[5] / warm:.2f}x") if ref else ("-", "-")
+        print(f"| {name} | {step:.4f} | {denoising:.2f} | {dec:.2f} | {cold:.2f} | {warm:.2f} | {ratios[0]} | {ratios[1]} |")
 
 
 if __name__ == "__main__":

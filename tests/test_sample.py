@@ -28,8 +28,9 @@ def test_flags_and_config_overrides(tmp_path):
     p = sample.plan(["--save-path", str(tmp_path), "--video-size", "32", "48", "--video-length", "5", "--infer-steps", "3",
                      "--flow-shift", "5", "--embedded-cfg-scale", "4.5", "--cfg-scale", "2", "--neg-prompt", "dark",
                      "--num-videos", "2", "--no-vae-tiling", "--noise-dtype", "float32", "--precision", "bf16",
-                     "--config.sampling.sigma_spacing=diffusers", "--config.transformer.heads=4"])
+                     "--first-block-cache", "0.08", "--config.sampling.sigma_spacing=diffusers", "--config.transformer.heads=4"])
     o = p.options
+    assert o.first_block_cache == 0.08
     assert (o.height, o.width, o.frames, o.steps, o.flow_shift, o.embedded_guidance, o.cfg_scale) == (32, 48, 5, 3, 5.0, 4.5, 2.0)
     assert (o.negative_prompt, o.num_videos, o.vae_tiling, o.noise_dtype, o.sigma_spacing) == ("dark", 2, False, "float32", "diffusers")
     assert p.config.transformer.heads == 4 and p.config.transformer.dtype == "bfloat16"
@@ -56,6 +57,8 @@ def test_released_config_keeps_upstream_defaults(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--video-size", "60", "64"], "height 60 must be a positive multiple of 16"),
+    (["--first-block-cache", "-1"], "first block cache threshold must be >= 0"),
+    (["--first-block-cache", "0.1", "--ref-image", "x.png"], "--first-block-cache is for text-to-video"),
     (["--video-size", "64", "100"], "width 100 must be a positive multiple of 16"),
     (["--video-length", "10"], "4k + 1 frames (try 9 or 13)"),
     (["--infer-steps", "0"], "steps must be >= 1"),

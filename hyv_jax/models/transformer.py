@@ -7,7 +7,7 @@ Inputs and outputs are channels-last (B, T, H, W, C).
 """
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +22,23 @@ from hyv_jax.nn.modulation import Modulation, modulate
 from hyv_jax.nn.norms import LayerNorm
 from hyv_jax.nn.patch import PatchEmbed, patch_grid, unpatchify
 from hyv_jax.nn.rope import grid_positions, rope_tables
-from hyv_jax.nn.stack import scan_layers, stack_layers
+from hyv_jax.nn.stack import layer_at, scan_layers, stack_layers
 from hyv_jax.nn.timestep import TimestepEmbedder
 from hyv_jax.parallel.plan import ParallelPlan, single_device_attention
+
+
+@dataclasses.dataclass(frozen=True)
+class Streams:
+    """One forward's state after `prepare`: the token streams and what every block needs."""
+
+    img: jax.Array  # (B, N, D) patch-embedded latents
+    txt: jax.Array  # (B, L, D) refined text tokens
+    vec: jax.Array  # (B, D) conditioning vector
+    rope: tuple[jax.Array, jax.Array]  # cos, sin over the image tokens
+    kv_lengths: jax.Array  # (B,) image + valid text tokens
+    grid: tuple[int, int, int]  # patch grid (T, H, W)
+    attend: Callable  # the joint attention (plain or context parallel)
+    pin: Callable  # the activation sharding constraint (identity on one device)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,25 +128,45 @@ class HunyuanVideoTransformer(nnx.Module):
         parallel: run on its mesh (activations pinned at block boundaries, context-parallel
         joint attention); None: as placed by jit.
         """
+        s = self.prepare(x, t, text_states, text_mask, text_states_2, guidance, parallel)
+        return self.velocity(s, self.single_stream_image(s, *self.double_stream(s, s.img, s.txt)))
+
+    def prepare(self, x, t, text_states, text_mask, text_states_2, guidance=None, parallel=None) -> "Streams":
+        """Checks the inputs; embeds latents, text and conditions (the forward's first stage)."""
         c = self.config
         self._check_inputs(x, text_states, text_mask, text_states_2, guidance)
         grid = patch_grid(x.shape, c.patch_size)
         vec, txt = self.embed_conditions(t, text_states, text_mask, text_states_2, guidance)
         img = self.img_in(x.astype(jnp.dtype(c.dtype)))
         kv_lengths = img.shape[1] + jnp.sum(text_mask.astype(jnp.int32), axis=1)
-
         attend, pin = self.runtime(parallel)
+        rope = rope_tables(grid_positions(*grid), c.rope_axes_dims, c.rope_theta)
+        return Streams(img, txt, vec, rope, kv_lengths, grid, attend, pin)
 
-        def pin_streams(streams):  # image tokens split over the context axes, text whole
-            return pin(streams[0], ("batch", "sequence", "embed")), pin(streams[1], ("batch", None, "embed"))
+    def double_stream(self, s: "Streams", img, txt, start: int = 0):
+        """The double blocks from `start` on over (image, text)."""
+        return scan_layers(self.double_blocks, self._pin_streams(s, (img, txt)),
+                           lambda block, carry: self._double_block(s, block, *carry), remat_policy=self.config.remat, start=start)
 
-        cos, sin = rope_tables(grid_positions(*grid), c.rope_axes_dims, c.rope_theta)
-        img, txt = scan_layers(
-            self.double_blocks, pin_streams((img, txt)),
-            lambda block, carry: pin_streams(block(*carry, vec, (cos, sin), kv_lengths, attend)),
-            remat_policy=c.remat,
-        )
-        return self.single_stream_output(img, txt, vec, (cos, sin), kv_lengths, grid, attend, pin)
+    def double_block(self, s: "Streams", img, txt, index: int):
+        """Double block `index` alone over (image, text)."""
+        return self._double_block(s, layer_at(self.double_blocks, index), img, txt)
+
+    def _double_block(self, s: "Streams", block, img, txt):
+        return self._pin_streams(s, block(img, txt, s.vec, s.rope, s.kv_lengths, s.attend))
+
+    @staticmethod
+    def _pin_streams(s: "Streams", streams):  # image tokens split over the context axes, text whole
+        return s.pin(streams[0], ("batch", "sequence", "embed")), s.pin(streams[1], ("batch", None, "embed"))
+
+    def single_stream_image(self, s: "Streams", img, txt) -> jax.Array:
+        """The single blocks over [img; txt]; -> the image tokens (B, N, D) the final layer reads."""
+        return self.single_stream(jnp.concatenate([img, txt], axis=1), s.vec, s.rope, txt.shape[1], s.kv_lengths, s.attend,
+                                  s.pin)[:, :img.shape[1]]
+
+    def velocity(self, s: "Streams", img) -> jax.Array:
+        """The final layer on the image tokens, unpatchified: the predicted velocity."""
+        return self.image_output(img, s.vec, img.shape[1], 0, s.grid)
 
     def runtime(self, parallel: ParallelPlan | None):
         """(attend, pin): the joint attention and the activation constraint to use, on one

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from hyv_jax.nn.remat import remat
@@ -26,15 +27,28 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
     return create(rngs)
 
 
-def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none") -> C:
+def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none", start: int = 0) -> C:
     """Applies `step(layer, carry)` for each layer of a stack in order; with per-layer inputs
     `xs` (leading axis = layers), `step(layer, carry, x)`. Each layer is rematerialised in the
-    backward pass per `remat_policy` (see nn/remat.py)."""
+    backward pass per `remat_policy` (see nn/remat.py). Layers before `start` pass the carry
+    through (skipped in the scan: slicing the stack would copy its weights)."""
     graphdef, state = nnx.split(layers)
 
     def body(c, scanned):
-        layer_state, x = scanned
+        layer_state, x, index = scanned
         layer = nnx.merge(graphdef, layer_state)
-        return (step(layer, c) if xs is None else step(layer, c, x)), None
+        apply = lambda c: step(layer, c) if xs is None else step(layer, c, x)  # noqa: E731
+        return (apply(c) if not start else jax.lax.cond(index >= start, apply, lambda c: c, c)), None
 
-    return jax.lax.scan(remat(body, remat_policy), carry, (state, xs))[0]
+    indices = jnp.arange(layer_count(layers))
+    return jax.lax.scan(remat(body, remat_policy), carry, (state, xs, indices))[0]
+
+
+def layer_count(layers: nnx.Module) -> int:
+    return jax.tree.leaves(nnx.state(layers))[0].shape[0]
+
+
+def layer_at(layers: M, index: int) -> M:
+    """Layer `index` of a stack, as a module of its own."""
+    graphdef, state = nnx.split(layers)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a[index], state))

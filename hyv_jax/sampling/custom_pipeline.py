@@ -220,6 +220,9 @@ class CustomVideoPipeline(TextToVideoPipeline):
                  progress: bool = True) -> Videos:
         """step_cache: upstream's step cache, which applies at 30 steps only (on by default there)."""
         inputs.check(self.transformer.config, options)
+        if options.first_block_cache:
+            raise ValueError("HunyuanCustom has its own step cache (step_cache / --step-cache); the first block cache is for "
+                             "text-to-video: set first_block_cache to 0")
         if inputs.audio is not None and self.whisper is None:
             raise ValueError("audio given but the pipeline has no Whisper encoder: build it with audio=True")
         text = self.encode_custom_prompt(prompt, inputs, options)

@@ -28,6 +28,9 @@ class SamplingOptions:
     noise_dtype: str = "float16"  # upstream draws its noise in half precision; diffusers in float32
     sigma_spacing: str = "official"  # see schedule.py
     vae_tiling: bool = True
+    # First Block Cache threshold (sampling/first_block_cache.py): 0 off; about 0.05-0.1 skips
+    # the later blocks on steps where the first block's output barely changed
+    first_block_cache: float = 0.0
 
     def __post_init__(self):
         for name in ("height", "width"):
@@ -48,6 +51,8 @@ class SamplingOptions:
             raise ValueError(f"the number of videos must be >= 1, got {self.num_videos}")
         if self.noise_dtype not in NOISE_DTYPES:
             raise ValueError(f"noise dtype {self.noise_dtype!r} must be one of {NOISE_DTYPES}")
+        if self.first_block_cache < 0:
+            raise ValueError(f"the first block cache threshold must be >= 0 (0 turns it off), got {self.first_block_cache}")
         if self.sigma_spacing not in SPACINGS:
             raise ValueError(f"sigma spacing {self.sigma_spacing!r} must be one of {SPACINGS}")
 

@@ -23,6 +23,7 @@ from hyv_jax.convert.vae_checkpoint import abstract_vae, export_torch_vae, read_
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
 from hyv_jax.sampling.denoise import DenoiseStep, denoise
+from hyv_jax.sampling.first_block_cache import FirstBlockCacheStep
 from hyv_jax.sampling.frames import decode_latents, to_uint8
 from hyv_jax.sampling.guidance import cfg_batch, embedded_guidance
 from hyv_jax.sampling.noise import initial_noise, latent_shape, video_seeds
@@ -131,6 +132,7 @@ class TextToVideoPipeline:
         self.vae = vae
         self.release_text_encoder = release_text_encoder
         self.step = self.step_type(transformer)
+        self.first_block_cache_step = None
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, paths: ModelPaths = ModelPaths(), *, seed: int = 0) -> "TextToVideoPipeline":
@@ -168,7 +170,19 @@ class TextToVideoPipeline:
         schedule = FlowSchedule.create(options.steps, options.flow_shift, options.sigma_spacing)
         batch = text.states.shape[0]
         guidance = embedded_guidance(options.embedded_guidance if self.transformer.config.guidance_embed else None, batch)
-        return denoise(self.step, noise, schedule, text, guidance, options.cfg_scale, progress=progress)
+        step = self.step
+        if options.first_block_cache:
+            if self.first_block_cache_step is None:  # built on first use, then its compiled step serves every call
+                self.first_block_cache_step = FirstBlockCacheStep(self.transformer)
+            step = self.first_block_cache_step
+            step.begin(options.first_block_cache)
+        return denoise(step, noise, schedule, text, guidance, options.cfg_scale, progress=progress)
+
+    @property
+    def first_block_cache_steps(self) -> tuple[int, int] | None:
+        """(steps that ran every block, steps) of the last run with the first block cache."""
+        step = self.first_block_cache_step
+        return None if step is None else (step.computed_steps(), len(step.computed))
 
     def decode(self, latents: jax.Array, options: SamplingOptions) -> jax.Array:
         """Latents -> float32 video in [0, 1]."""

@@ -113,7 +113,7 @@ def test_one_frame_uses_the_image_template(pipeline):
 @pytest.mark.parametrize("kw, message", [
     (dict(height=40), "multiple of 16"), (dict(width=0), "multiple of 16"), (dict(frames=8), "4k \\+ 1.*try 5 or 9"),
     (dict(steps=0), "steps must be >= 1"), (dict(cfg_scale=0.5), "cfg scale"), (dict(noise_dtype="bfloat16"), "noise dtype"),
-    (dict(num_videos=0), "number of videos"),
+    (dict(num_videos=0), "number of videos"), (dict(first_block_cache=-0.1), "first block cache threshold must be >= 0"),
 ])
 def test_bad_options(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -131,3 +131,17 @@ def test_text_batch_must_match_the_noise(pipeline):
     noise, _ = pipeline.noise(OPTIONS)
     with pytest.raises(ValueError, match="text batch 3 must be the video batch 1"):
         pipeline.sample_latents(text, noise, OPTIONS)
+
+
+def test_first_block_cache_one_trace_for_every_threshold_and_a_huge_one_reuses_the_first_step(pipeline):
+    """The threshold is an input of the one compiled cached step; above every change only the
+    first step runs the later blocks, and the result differs from the uncached one."""
+    cfg = dataclasses.replace(OPTIONS, steps=4, num_videos=2, cfg_scale=2.0)  # true CFG: the cache holds both halves
+    plain = pipeline(" a cat", cfg, progress=False)
+    never = pipeline(" a cat", dataclasses.replace(cfg, first_block_cache=1e-9), progress=False)
+    assert pipeline.first_block_cache_steps == (4, 4)
+    np.testing.assert_allclose(never.latents, plain.latents, rtol=0, atol=1e-5)  # every block ran: the plain step
+    always = pipeline(" a cat", dataclasses.replace(cfg, first_block_cache=1e9), progress=False)
+    assert pipeline.first_block_cache_steps == (1, 4)
+    assert np.abs(always.latents - plain.latents).max() > 1e-3
+    assert pipeline.first_block_cache_step.traces == 1

@@ -26,6 +26,9 @@ CONFIG = load_config("configs/tiny.py")
 TINY_T = TransformerConfig.from_mapping(CONFIG.transformer)
 TINY_V = VAEConfig.from_mapping(CONFIG.vae)
 OPTIONS = SamplingOptions(height=32, width=48, frames=9, steps=4, num_videos=2, noise_dtype="float32", sigma_spacing="diffusers")
+# First Block Cache: a threshold the relative changes of the first block residual stay clear of on
+# these inputs (by 3% or more), and how many of the 8 steps then run every block
+FBC_THRESHOLD, FBC_COMPUTED = 0.55, 4  # changes 0.49 0.60 0.48 0.66 0.50 0.54 0.78 after the first step
 
 
 def embeddings(seed: int, valid: tuple[int, ...], length: int = 12) -> PromptEmbeddings:
@@ -120,3 +123,24 @@ def test_true_cfg_matches_diffusers(pipelines, monkeypatch):
     ref_latents, ref_frames = run_reference(reference, text, noise, options, negative)
     monkeypatch.setattr(timestep, "timestep_frequencies", torch_timestep_frequencies)
     compare("true CFG 3.5 + embedded 6.0", retraced(ours), cfg_batch(negative, text), noise, options, ref_latents, ref_frames)
+
+
+@pytest.mark.parametrize("threshold, computed", [(1e-6, 8), (FBC_THRESHOLD, FBC_COMPUTED)])
+def test_first_block_cache_matches_diffusers(pipelines, monkeypatch, threshold, computed):
+    """diffusers' FirstBlockCacheConfig on its transformer against our cached step: the same
+    steps skip the later blocks, and the latents agree."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    ours, reference = pipelines
+    options = dataclasses.replace(OPTIONS, steps=8, first_block_cache=threshold)
+    text = embeddings(5, (12, 8))
+    noise = np.random.default_rng(6).standard_normal((2, 3, 4, 6, 4)).astype(np.float32)
+    reference.transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    try:
+        ref_latents, ref_frames = run_reference(reference, text, noise, options)
+    finally:
+        reference.transformer.disable_cache()
+    monkeypatch.setattr(timestep, "timestep_frequencies", torch_timestep_frequencies)
+    pipeline = retraced(ours)
+    compare(f"first block cache {threshold}", pipeline, text, noise, options, ref_latents, ref_frames)
+    assert pipeline.first_block_cache_steps == (computed, 8)
