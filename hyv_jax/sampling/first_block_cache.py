@@ -85,9 +85,9 @@ class FirstBlockCacheStep(DenoiseStep):
         if self.cache is None:
             model_batch = text_states.shape[0]  # doubled for true CFG
             self.cache = empty_cache(self.config, (model_batch, *latents.shape[1:]))
-        latents, (self.cache, computed, change) = self._jitted(self.state, latents, t, sigma, sigma_next, text_states, text_mask,
-                                                       pooled, guidance, cfg_scale, self.conditions, cache=self.cache,
-                                                       threshold=self.threshold)
+        latents, (self.cache, computed, change) = self._jitted(
+            self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale, self.conditions,
+            cache=self.cache, threshold=self.threshold)
         self.computed.append(computed)
         self.changes.append(change)
         return latents
