@@ -214,8 +214,11 @@ def main(argv=None) -> list[Path]:
           f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
           f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
     if p.paths == shipped_paths():
-        print(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): "
-              "try --prompt 'a red circle moving left'")
+        from hyv_jax.training.procedural_scenes import COLORS, DIRECTIONS, SHAPES
+
+        print(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
+              f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
+              f"DIRECTION in {'/'.join(DIRECTIONS)}")
     elif p.paths.missing():
         print(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
     fps, audio, sample_rate = FPS, None, None
