@@ -4,6 +4,7 @@
   python bench/train_tiny_default.py --out runs/tiny_default --install  # ... and ship it
   python bench/train_tiny_default.py --measure hyv_jax/assets/tiny_default  # measure only
   python bench/train_tiny_default.py --measure hyv_jax/assets/tiny_default --first_block_cache 0.1
+  python bench/train_tiny_default.py --measure hyv_jax/assets/tiny_default --trained_prompts --seeds 1
 
 The defaults are the run that made the shipped weights: 38 min on 2 CPU cores.
 
@@ -33,10 +34,10 @@ from hyv_jax.sampling.tiny_default import ASSET_DIR, TEXT_ENCODER_SEED  # noqa: 
 CONFIG = "configs/tiny_default.py"
 
 
-def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0) -> dict[str, float]:
-    """Samples every held-out prompt `seeds` times from folder/{transformer,vae} with the tiny
-    config's sampling defaults (and the first block cache threshold); prints per-clip results
-    and returns the accuracies."""
+def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0, trained: bool = False) -> dict[str, float]:
+    """Samples every held-out prompt (or, `trained`, every training combination) `seeds` times
+    from folder/{transformer,vae} with the tiny config's sampling defaults (and the first block
+    cache threshold); prints per-clip results and returns the accuracies."""
     from hyv_jax.convert.transformer_checkpoint import restore_transformer
     from hyv_jax.convert.vae_checkpoint import restore_vae
     from hyv_jax.models.text.text_encoder import TextEncoder
@@ -51,7 +52,7 @@ def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0) -> dic
                                    release_text_encoder=False)
     options = dataclasses.replace(SamplingOptions.from_mapping(config.sampling), first_block_cache=first_block_cache)
     checks, computed = [], []
-    for combo in combinations(held_out=True):
+    for combo in combinations(held_out=not trained):
         prompt = caption(*combo)
         for seed in range(seeds):
             frames = pipeline(prompt, dataclasses.replace(options, seed=seed), progress=False).frames[0]
@@ -61,7 +62,7 @@ def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0) -> dic
             print(f"{prompt!r} seed {seed}: colour {c.color}, direction {c.direction}, "
                   f"displacement {c.displacement[0]:+.2f},{c.displacement[1]:+.2f}")
     result = summarize(checks)
-    print(f"held-out motion check ({len(checks)} clips, {sum(computed) / len(computed):.1f} of {options.steps} steps running "
+    print(f"{'training-prompt' if trained else 'held-out'} motion check ({len(checks)} clips, {sum(computed) / len(computed):.1f} of {options.steps} steps running "
           f"every block): {result}")
     return result
 
@@ -71,6 +72,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/tiny_default", help="work folder (vae/, data/, run/)")
     p.add_argument("--measure", type=Path, help="only measure this folder holding transformer/ and vae/")
     p.add_argument("--first_block_cache", type=float, default=0.0, help="sample the measurement with this cache threshold")
+    p.add_argument("--trained_prompts", action="store_true", help="measure the training combinations instead of the held-out ones")
+    p.add_argument("--seeds", type=int, default=2, help="samples per prompt in the measurement")
     p.add_argument("--install", action="store_true", help=f"copy the trained weights to {ASSET_DIR}")
     p.add_argument("--vae_image_steps", type=int, default=1000, help="VAE steps on single frames")
     p.add_argument("--vae_steps", type=int, default=700, help="then VAE steps on clips (each with a single-frame step)")
@@ -80,7 +83,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     args = p.parse_args()
     if args.measure:
-        measure(args.measure, first_block_cache=args.first_block_cache)
+        measure(args.measure, args.seeds, args.first_block_cache, args.trained_prompts)
         return
     out = Path(args.out)
     if out.exists():
