@@ -113,10 +113,10 @@ def plan(argv) -> Plan:
             config_path = args.config or (TINY_CUSTOM_CONFIG if no_checkpoints else CUSTOM_CONFIG)
         else:
             # no checkpoints: the trained tiny default when the repository holds one, else random weights
-            tiny = TINY_DEFAULT_CONFIG if shipped_paths() else TINY_CONFIG
-            config_path = args.config or (tiny if no_checkpoints else RELEASED_CONFIG)
-            if Path(config_path).name == Path(TINY_DEFAULT_CONFIG).name and no_checkpoints:
-                paths = shipped_paths() or paths
+            shipped = shipped_paths()
+            config_path = args.config or ((TINY_DEFAULT_CONFIG if shipped else TINY_CONFIG) if no_checkpoints else RELEASED_CONFIG)
+            if shipped and no_checkpoints and Path(config_path).name == Path(TINY_DEFAULT_CONFIG).name:
+                paths = shipped
         config = load_config(config_path, overrides)
         for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
             if flag:

@@ -139,7 +139,7 @@ def main():
             reference.transformer.enable_cache(FirstBlockCacheConfig(threshold=options.first_block_cache))
         if not options.vae_tiling:  # diffusers decodes in temporal tiles unless told otherwise
             reference.vae.use_framewise_decoding = False
-        if options.vae_tiling:  # the config's tiles (diffusers' stride is ours)
+        else:  # the config's tiles (diffusers' stride is ours)
             reference.vae.enable_tiling(
                 tile_sample_min_height=vc.tile_sample_size, tile_sample_min_width=vc.tile_sample_size,
                 tile_sample_min_num_frames=vc.tile_sample_frames, tile_sample_stride_height=int(vc.tile_sample_size * (1 - vc.tile_overlap)),

@@ -39,11 +39,11 @@ def relative_change(residual: jax.Array, previous: jax.Array) -> jax.Array:
 
 
 def cached_velocity(model: HunyuanVideoTransformer, cache: BlockCache, threshold: jax.Array, x, t, text_states, text_mask,
-                    text_states_2, guidance=None, parallel=None) -> tuple[jax.Array, BlockCache, jax.Array, jax.Array]:
+                    text_states_2, guidance=None) -> tuple[jax.Array, BlockCache, jax.Array, jax.Array]:
     """The model's velocity with the First Block Cache -> (velocity, next cache, whether the
     later blocks ran, the relative change the decision read). The whole batch decides together
     (as diffusers does per call)."""
-    s = model.prepare(x, t, text_states, text_mask, text_states_2, guidance, parallel)
+    s = model.prepare(x, t, text_states, text_mask, text_states_2, guidance)
     img, txt = model.double_block(s, s.img, s.txt, 0)
     residual = img - s.img
     change = relative_change(residual, cache.head)
