@@ -50,6 +50,7 @@ import ml_dtypes
 import numpy as np
 
 from configs import load_config
+from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.convert.custom_checkpoint import MODEL_KIND as CUSTOM_KIND
 from hyv_jax.convert.custom_checkpoint import convert_custom, export_torch_custom, read_converted_custom
 from hyv_jax.convert.safetensors_io import write_safetensors
@@ -112,7 +113,9 @@ def parse_args(argv):
     to_torch.add_argument("--orbax", required=True, help="folder written by to-jax")
     to_torch.add_argument("--layout", default="original", choices=LAYOUTS, help="key naming of the output (the VAE has one naming)")
     to_torch.add_argument("--out", required=True, help="output .safetensors file")
-    return parser.parse_known_args(argv)
+    for command in (to_jax, check, to_torch):
+        add_debug_flag(command)
+    return parse_with_overrides(parser, argv, "transformer.hidden_size=64")
 
 
 def self_check(config: TransformerConfig) -> None:
@@ -157,11 +160,7 @@ def self_check(config: TransformerConfig) -> None:
 
 
 def main(argv=None):
-    args, rest = parse_args(sys.argv[1:] if argv is None else argv)
-    bad = [a for a in rest if not a.startswith("--config.")]
-    if bad:
-        raise SystemExit(f"unknown arguments {bad}; config overrides look like --config.transformer.hidden_size=64")
-    overrides = [a.removeprefix("--config.") for a in rest]
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "self-check":
         self_check(TransformerConfig.from_mapping(load_config(args.config, overrides).transformer))
     elif args.command == "to-jax":
@@ -186,4 +185,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, None, "convert_torch_weights.py")

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from configs import load_config
+from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import ModelPaths
@@ -77,11 +78,9 @@ def parse_args(argv):
         custom.add_argument(f"--{name}-dir", help=f"Hugging Face folder of HunyuanCustom's {name}")
     parser.add_argument("--config", help=f"model config (default: {RELEASED_CONFIG} with checkpoints, else {TINY_DEFAULT_CONFIG} "
                         f"with the shipped weights, or {TINY_CONFIG} with random weights)")
-    args, rest = parser.parse_known_args(argv)
-    bad = [a for a in rest if not a.startswith("--config.")]
-    if bad:
-        parser.error(f"unknown arguments {bad}; config overrides look like --config.sampling.steps=20")
-    return parser, args, [a.removeprefix("--config.") for a in rest]
+    add_debug_flag(parser)
+    args, overrides = parse_with_overrides(parser, argv, "sampling.steps=20")
+    return parser, args, overrides
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,4 +248,4 @@ def main(argv=None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, None, "sample.py")

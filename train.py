@@ -55,6 +55,7 @@ import sys
 from pathlib import Path
 
 from configs import load_config
+from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--init", required=True, help="the converted base transformer the LoRA was trained on")
     e.add_argument("--step", type=int, help="checkpoint step (default: newest)")
     e.add_argument("--out", required=True, help="output .safetensors path")
+    for command in (t, p, v, e):
+        add_debug_flag(command)
     return parser
 
 
@@ -219,11 +222,8 @@ def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("train", "prepare", "train-vae", "export-lora", "-h", "--help"):
         argv = ["train", *argv]
-    args, rest = _parser().parse_known_args(argv)
-    bad = [a for a in rest if not a.startswith("--config.")]
-    if bad:
-        raise SystemExit(f"unknown arguments {bad}; config overrides look like --config.training.steps=100")
-    config = load_config(args.config, [a.removeprefix("--config.") for a in rest])
+    args, overrides = parse_with_overrides(_parser(), argv, "training.steps=100")
+    config = load_config(args.config, overrides)
     from hyv_jax.compilation_cache import default_cache_dir, enable_compilation_cache
 
     enable_compilation_cache(default_cache_dir())
@@ -231,4 +231,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, None, "train.py")

@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
 from configs import load_config  # noqa: E402
+from configs.command_line import parse_with_overrides  # noqa: E402
 from hyv_jax.convert.model_state import params_to_numpy  # noqa: E402
 from hyv_jax.convert.vae_checkpoint import export_torch_vae  # noqa: E402
 from hyv_jax.models.text.text_encoder import PromptEmbeddings  # noqa: E402
@@ -96,8 +97,8 @@ def main():
     parser.add_argument("--no-diffusers", action="store_true", help="time hyv_jax only")
     parser.add_argument("--first-block-cache", type=float, default=0.0, metavar="THRESHOLD",
                         help="both sides sample with the First Block Cache (diffusers' FirstBlockCacheConfig)")
-    args, rest = parser.parse_known_args()
-    config = load_config(args.config, [a.removeprefix("--config.") for a in rest])
+    args, overrides = parse_with_overrides(parser, sys.argv[1:])
+    config = load_config(args.config, overrides)
     tc, vc = TransformerConfig.from_mapping(config.transformer), VAEConfig.from_mapping(config.vae)
     options = SamplingOptions(height=args.height, width=args.width, frames=args.frames, steps=args.steps, cfg_scale=args.cfg_scale,
                               noise_dtype="float32", sigma_spacing="diffusers", vae_tiling=not args.no_vae_tiling,

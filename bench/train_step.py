@@ -23,6 +23,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from configs import load_config  # noqa: E402
+from configs.command_line import parse_with_overrides  # noqa: E402
 from hyv_jax.convert.transformer_checkpoint import abstract_transformer  # noqa: E402
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig  # noqa: E402
 from hyv_jax.parallel.logical_axes import param_shardings  # noqa: E402
@@ -69,8 +70,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--mesh", nargs="*", default=["data=-1"], help="axis=size pairs")
     p.add_argument("--shard-report", action="store_true")
-    args, rest = p.parse_known_args()
-    config = load_config(args.config, [a.removeprefix("--config.") for a in rest])
+    args, overrides = parse_with_overrides(p, sys.argv[1:])
+    config = load_config(args.config, overrides)
     tcfg = TransformerConfig.from_mapping(config.transformer)
     mesh = make_mesh({k: int(v) for k, v in (a.split("=") for a in args.mesh)})
     if args.shard_report:

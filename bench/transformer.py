@@ -21,6 +21,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from configs import load_config  # noqa: E402
+from configs.command_line import parse_with_overrides  # noqa: E402
 from hyv_jax.convert.model_state import params_to_numpy  # noqa: E402
 from hyv_jax.convert.transformer_checkpoint import export_torch_transformer  # noqa: E402
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig  # noqa: E402
@@ -70,8 +71,8 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-diffusers", action="store_true", help="time hyv_jax only")
-    args, rest = parser.parse_known_args()
-    c = TransformerConfig.from_mapping(load_config(args.config, [a.removeprefix("--config.") for a in rest]).transformer)
+    args, overrides = parse_with_overrides(parser, sys.argv[1:])
+    c = TransformerConfig.from_mapping(load_config(args.config, overrides).transformer)
 
     t_lat, h_lat, w_lat = (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8
     rng = np.random.default_rng(0)

@@ -18,9 +18,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collectio
         path = CONFIG_DIR / path.name
     if not path.exists():
         raise FileNotFoundError(f"config {path} does not exist; configs live in {CONFIG_DIR}")
+    if path.suffix != ".py":
+        raise ValueError(f"config {path} is not a Python file; pass one of {CONFIG_DIR}/*.py")
     spec = importlib.util.spec_from_file_location(f"hyv_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(f"{path} is not a config file (it defines no get_config()); pass one of {CONFIG_DIR}/*.py")
     config = module.get_config()
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -45,4 +49,8 @@ def _set(config: ml_collections.ConfigDict, dotted: str, raw: str) -> None:
         value = raw
     if isinstance(node[leaf], tuple) and isinstance(value, list):
         value = tuple(value)
-    node[leaf] = value
+    try:
+        node[leaf] = value
+    except TypeError:  # ml_collections keeps each field's type
+        raise ValueError(f"config override {dotted}={raw}: {raw!r} is not a {type(node[leaf]).__name__} "
+                         f"(the default is {node[leaf]!r})") from None
