@@ -26,6 +26,14 @@ class LowRank:
     def delta(self) -> np.ndarray:
         return self.scale * np.tensordot(self.down, self.up, axes=1)
 
+    def compact(self) -> "LowRank":
+        """The same change without rank components that contribute nothing (a zero column of
+        down or row of up: what joining split modules block-diagonally leaves in each part)."""
+        d = self.down.reshape(-1, self.rank)
+        u = self.up.reshape(self.rank, -1)
+        keep = np.any(d != 0, axis=0) & np.any(u != 0, axis=1)
+        return self if keep.all() else LowRank(self.down[..., keep], self.up[keep], self.scale)
+
 
 @dataclasses.dataclass(frozen=True)
 class Full:
