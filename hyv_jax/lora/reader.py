@@ -22,6 +22,12 @@ Formats (confirmed against the code that writes and reads them):
   lora_up/lora_down or lora_A/lora_B, optional `.alpha` (alpha / rank, else 1), `.diff` full
   weight deltas and `.diff_b` bias deltas (ComfyUI's LoRA extract node writes these).
 
+diffusers' own reader of original keys (loaders/lora_conversion_utils.py
+_convert_hunyuan_video_lora_to_diffusers) splits `linear1` at a hard-coded width 3072 (:1648),
+cuts the refiner's `self_attn_qkv` lora_A into rank thirds (:1614-1619) and swaps the rank halves
+of the final modulation's lora_A with its output halves (:1597-1601); here every module goes
+through the converter's own rules, so those read exactly.
+
 Refused with the reason: LoRAs of the HunyuanVideo-I2V model (official trainer prefix
 `Hunyuan_video_I2V_lora_`, or an img_in of 2C+1 input channels), LoHa / LoKr / DoRA / LoCon-mid
 adapters, and any key that maps to no parameter (unless skip_unknown, which warns with every

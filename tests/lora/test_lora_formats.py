@@ -160,6 +160,16 @@ def test_several_loras_add_with_their_scales(original, tmp_path):
     assert err < TOL
 
 
+def test_merge_updates_the_stack_in_place(original, tmp_path):
+    """Each layer's change goes into the donated buffer of the stacked parameter: no second copy."""
+    model = tiny_model(original)
+    kernel = model.double_blocks.img_attn_qkv.kernel
+    before = kernel[...]
+    lora = random_lora(original, modules={"double_blocks.0.img_attn_qkv", "double_blocks.1.img_attn_qkv"})
+    merge_lora_files(model, [(write_file(tmp_path / "k.safetensors", write_kohya(original, lora)), 1.0)])
+    assert before.is_deleted() and not kernel[...].is_deleted()
+
+
 def test_zero_scale_leaves_the_weights_untouched(original, lora, tmp_path):
     model = tiny_model(original)
     before = params_to_numpy(model)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from flax import nnx
 from helpers import diffusers_tiny, report
-from lora_cases import random_lora, tiny_original, write_comfy, write_diffusers, write_file, write_kohya
+from lora_cases import random_lora, tiny_model, tiny_original, write_comfy, write_diffusers, write_file, write_kohya
 
 from configs import load_config
 from hyv_jax.convert.model_state import params_to_numpy
@@ -86,7 +86,7 @@ def _copy(model):
 @pytest.fixture(scope="module")
 def trained():
     """(base model, the same with random adapters of rank 4, alpha 8)."""
-    base = HunyuanVideoTransformer(TINY, rngs=nnx.Rngs(0))
+    base = tiny_model(tiny_original())
     model = inject_lora(_copy(base), rank=4, alpha=8.0, rngs=nnx.Rngs(1))
     _random_adapters(model)
     return base, model
@@ -176,15 +176,16 @@ def test_adapters_refuse_what_they_cannot_hold(trained, tmp_path):
     split = {f"transformer.transformer_blocks.0.attn.{p}.lora_{ab}.weight": rng.standard_normal((2, d) if ab == "A" else (d, 2)).astype(np.float32)
              for p in ("to_q", "to_k", "to_v") for ab in "AB"}
     path = write_file(tmp_path / "split.safetensors", split)
+    model = _adapter_model(base, rank=4)  # every refusal comes before any adapter changes
     with pytest.raises(ValueError, match="needs rank 6 .* set --config.training.lora.rank=6"):
-        init_adapters(_adapter_model(base, rank=4), path)
-    init_adapters(_adapter_model(base, rank=6), path)  # q, k, v with their own A: rank 3 x 2, exactly
+        init_adapters(model, path)
     modulation = write_file(tmp_path / "mod.safetensors", write_kohya(original, random_lora(original, modules={"double_blocks.0.img_mod.linear"})))
     with pytest.raises(ValueError, match=r"adapts \['double_blocks.img_mod.linear'\], which training.lora.targets"):
-        init_adapters(_adapter_model(base), modulation)
+        init_adapters(model, modulation)
     full = write_file(tmp_path / "full.safetensors", {"diffusion_model.double_blocks.0.img_attn.qkv.diff": np.zeros((3 * d, d), np.float32)})
     with pytest.raises(ValueError, match="full deltas"):
-        init_adapters(_adapter_model(base), full)
+        init_adapters(model, full)
     with pytest.raises(LoraFormatError, match="I2V"):
-        init_adapters(_adapter_model(base), write_file(tmp_path / "i2v.safetensors", {"Hunyuan_video_I2V_lora_x.lora_down.weight": split[
+        init_adapters(model, write_file(tmp_path / "i2v.safetensors", {"Hunyuan_video_I2V_lora_x.lora_down.weight": split[
             "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]}))
+    init_adapters(_adapter_model(base, rank=6), path)  # q, k, v with their own A: rank 3 x 2, exactly
