@@ -35,6 +35,13 @@ def tiny_original() -> dict[str, np.ndarray]:
     return fixture_params(load_fixture("hyvideo_t2v_dit_tiny"))
 
 
+def zeros_original(config, abstract=abstract_transformer, rules=transformer_rules) -> dict[str, np.ndarray]:
+    """Zero tensors under every original name of `config`'s model (shapes for random_lora)."""
+    shapes = param_shapes(abstract(config))
+    return {r.source: np.zeros(r.transform.torch_shape([shapes[s.path][1:] if s.layer is not None else shapes[s.path]
+                                                        for s in r.targets]), np.float32) for r in rules(config)}
+
+
 def tiny_model(original, config=TINY, abstract=abstract_transformer, rules=transformer_rules, mesh=None):
     """The model holding `original` (float32), built without running its initialisers; on
     `mesh`, each parameter in its logical sharding."""

@@ -15,22 +15,37 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from hyv_jax.convert.custom_checkpoint import abstract_custom
 from hyv_jax.convert.model_state import param_shapes
+from hyv_jax.convert.transformer_checkpoint import abstract_transformer
 from hyv_jax.lora.reader import read_lora
 from hyv_jax.lora.table import LoraTable
 from hyv_jax.lora.terms import LowRank, LoraUpdates
+from hyv_jax.models.custom.transformer import CustomTransformerConfig
+from hyv_jax.models.transformer import TransformerConfig
+
+Lora = tuple[str | Path, float]  # (file, scale)
 
 
-def merge_lora_files(model: nnx.Module, loras: Iterable[tuple[str | Path, float]], *,
-                     skip_unknown: bool = False) -> list[LoraUpdates]:
+def merge_lora_files(model: nnx.Module, loras: Iterable[Lora], *, skip_unknown: bool = False) -> list[LoraUpdates]:
     """Adds scale * (each file's changes) to the weights of `model` (a HunyuanVideo or
     HunyuanCustom transformer), in place; several files add up. Every file is read and checked
     before any weight changes. Returns what each file held (for a summary line)."""
-    loras = list(loras)
-    table = LoraTable(model.config, param_shapes(model))
-    read = [(read_lora(path, table, skip_unknown=skip_unknown), float(scale)) for path, scale in loras]
+    read = _read(LoraTable(model.config, param_shapes(model)), loras, skip_unknown)
     merge_updates(model, read)
     return [updates for updates, _ in read]
+
+
+def read_lora_files(config: TransformerConfig, loras: Iterable[Lora], *,
+                    skip_unknown: bool = False) -> list[tuple[LoraUpdates, float]]:
+    """Reads and checks the files against the model `config` describes (TransformerConfig or
+    CustomTransformerConfig), before any model exists; `merge_updates` applies them later."""
+    abstract = abstract_custom(config) if isinstance(config, CustomTransformerConfig) else abstract_transformer(config)
+    return _read(LoraTable(config, param_shapes(abstract)), loras, skip_unknown)
+
+
+def _read(table: LoraTable, loras: Iterable[Lora], skip_unknown: bool) -> list[tuple[LoraUpdates, float]]:
+    return [(read_lora(path, table, skip_unknown=skip_unknown), float(scale)) for path, scale in loras]
 
 
 def merge_updates(model: nnx.Module, updates: Sequence[tuple[LoraUpdates, float]]) -> None:
