@@ -34,6 +34,7 @@ adapters, and any key that maps to no parameter (unless skip_unknown, which warn
 skipped key).
 """
 
+import dataclasses
 import json
 import math
 import re
@@ -168,10 +169,27 @@ class _Collector:
             self._put(slot, Full(lambda j=j: rule.transform.to_jax(load().reshape(torch_shape), shapes)[j]))
 
 
-def read_lora(path: str | Path, table: LoraTable, *, skip_unknown: bool = False) -> LoraUpdates:
-    """The changes one LoRA file makes to the model `table` describes. Raises LoraFormatError
-    naming the keys that map to no parameter, or (skip_unknown) warns with all of them."""
-    path = Path(path)
+@dataclasses.dataclass
+class _Factors:
+    """One low-rank change of an original module: down (r, in), up (out, r), its scale and keys."""
+
+    down: np.ndarray
+    up: np.ndarray
+    scale: float
+    keys: list[str]
+
+    def join(self, others: list["_Factors"]) -> None:
+        """Adds itself to `others`, into one with the same down and scale if there is one: the
+        q, k, v pieces of diffusers' split fused qkv share their A, so they are one term again."""
+        same = next((o for o in others if o.scale == self.scale and np.array_equal(o.down, self.down)), None)
+        if same is None:
+            others.append(self)
+        else:  # the pieces' rows are disjoint: their sum is their join
+            same.up, same.keys = same.up + self.up, same.keys + self.keys
+
+
+def _open_checked(path: Path):
+    """(tensor source, PEFT LoraConfig fields or None); refuses I2V and non-LoRA adapters."""
     source, metadata = _open(path)
     keys = source.keys()
     if not keys:
@@ -190,20 +208,64 @@ def read_lora(path: str | Path, table: LoraTable, *, skip_unknown: bool = False)
         peft = {k[len(PEFT_COMPONENT):]: v for k, v in peft.items() if k.startswith(PEFT_COMPONENT)}
     if peft and peft.get("use_dora"):
         raise LoraFormatError(f"{path}: its {PEFT_METADATA} says use_dora; DoRA adapters are not supported")
+    return source, peft
 
-    groups: dict[str, dict[str, str]] = {}
-    pieces: dict[str, tuple[Piece, str]] = {}
-    unknown, schemes = [], set()
+
+def _group_keys(keys, table: LoraTable):
+    """({file module name: (piece, name without prefix, {role: key})}, unknown keys, namings found)."""
+    groups, unknown, schemes = {}, [], set()
     for key in keys:
         role, name = _split_role(key)
         piece, bare = _resolve(table, name) if role else (None, name)
         if piece is None:
             unknown.append(key)
             continue
-        groups.setdefault(name, {})[role] = key
-        pieces[name] = piece, bare
+        groups.setdefault(name, (piece, bare, {}))[2][role] = key
         prefix = next((p for p in PREFIXES if name.startswith(p)), "")
         schemes.add(piece.scheme + (f" ({prefix.rstrip('.')})" if prefix and piece.scheme != "diffusers" else ""))
+    return groups, unknown, schemes
+
+
+def _check_roles(path: Path, name: str, roles: Mapping[str, str]) -> None:
+    if ("down" in roles) != ("up" in roles):
+        have, missing = ("down", "up") if "down" in roles else ("up", "down")
+        raise LoraFormatError(f"{path}: {roles[have]} has no matching {missing} factor")
+    if "diff" in roles and "down" in roles:
+        raise LoraFormatError(f"{path}: {name} has both LoRA factors and a .diff full delta")
+    if ("alpha" in roles or "up_bias" in roles) and "down" not in roles:
+        raise LoraFormatError(f"{path}: {roles.get('alpha') or roles.get('up_bias')} has no LoRA factors with it")
+
+
+def _check_rows(path: Path, key: str, rows: int, piece: Piece, bare: str) -> None:
+    """A diffusers piece must have the rows its cut of the original module has."""
+    expected = piece.rows()
+    if expected is not None and rows != expected:
+        raise LoraFormatError(f"{path}: {key} has {rows} outputs; {bare} of this model has {expected}")
+
+
+def _factors(source, path: Path, piece: Piece, bare: str, roles: Mapping[str, str], peft) -> _Factors:
+    """The low-rank change of a file module over its whole original module, with its scale."""
+    down, up = _f32(source.get(roles["down"])), _f32(source.get(roles["up"]))
+    rank = down.shape[0]
+    if up.ndim < 2 or up.shape[1] != rank or any(n != 1 for n in up.shape[2:]):
+        raise LoraFormatError(f"{path}: {roles['up']} {up.shape} does not pair with {roles['down']} {down.shape}")
+    _check_rows(path, roles["up"], up.shape[0], piece, bare)
+    if "alpha" in roles:
+        alpha = float(_f32(source.get(roles["alpha"])).reshape(-1)[0])
+        scale = (alpha or rank) / rank  # alpha 0: no scaling (musubi networks/lora.py:93)
+    elif peft is not None:
+        scale = _peft_scale(peft, bare, rank, roles["down"])
+    else:
+        scale = 1.0
+    return _Factors(down.reshape(rank, -1), piece.expand(up.reshape(up.shape[0], rank)), scale, list(roles.values()))
+
+
+def read_lora(path: str | Path, table: LoraTable, *, skip_unknown: bool = False) -> LoraUpdates:
+    """The changes one LoRA file makes to the model `table` describes. Raises LoraFormatError
+    naming the keys that map to no parameter, or (skip_unknown) warns with all of them."""
+    path = Path(path)
+    source, peft = _open_checked(path)
+    groups, unknown, schemes = _group_keys(source.keys(), table)
     if unknown and not skip_unknown:
         raise LoraFormatError(f"{path}: {len(unknown)} keys map to no parameter of this model: {_listing(unknown)} "
                               "(a LoRA of another model, or of a text encoder?); skip them explicitly with skip_unknown / "
@@ -214,59 +276,27 @@ def read_lora(path: str | Path, table: LoraTable, *, skip_unknown: bool = False)
         raise LoraFormatError(f"{path}: no key maps to this model")
 
     collector = _Collector(table, path)
-    shared: dict[str, list] = {}  # module -> [down, up, scale, keys] low-rank terms (equal down joined)
-    for name, roles in groups.items():
-        piece, bare = pieces[name]
-        module = piece.module
-        keys_of = list(roles.values())
-        if ("down" in roles) != ("up" in roles):
-            have, missing = ("down", "up") if "down" in roles else ("up", "down")
-            raise LoraFormatError(f"{path}: {roles[have]} has no matching {missing} factor")
-        if "diff" in roles and "down" in roles:
-            raise LoraFormatError(f"{path}: {name} has both LoRA factors and a .diff full delta")
-        if ("alpha" in roles or "up_bias" in roles) and "down" not in roles:
-            raise LoraFormatError(f"{path}: {roles.get('alpha') or roles.get('up_bias')} has no LoRA factors with it")
+    low_rank: dict[str, list[_Factors]] = {}  # original module -> its low-rank changes
+    for name, (piece, bare, roles) in groups.items():
+        _check_roles(path, name, roles)
         if "down" in roles:
-            down, up = _f32(source.get(roles["down"])), _f32(source.get(roles["up"]))
-            rank = down.shape[0]
-            if up.ndim < 2 or up.shape[1] != rank or any(n != 1 for n in up.shape[2:]):
-                raise LoraFormatError(f"{path}: {roles['up']} {up.shape} does not pair with {roles['down']} {down.shape}")
-            up = up.reshape(up.shape[0], rank)
-            expected_rows = piece.regroup.sizes[piece.index] if piece.regroup is not None and len(piece.regroup.pieces) > 1 else None
-            if expected_rows is not None and up.shape[0] != expected_rows:
-                raise LoraFormatError(f"{path}: {roles['up']} has {up.shape[0]} outputs; {bare} of this model has {expected_rows}")
-            if "alpha" in roles:
-                alpha = float(_f32(source.get(roles["alpha"])).reshape(-1)[0])
-                scale = (alpha or rank) / rank  # alpha 0: no scaling (musubi networks/lora.py:93)
-            elif peft is not None:
-                scale = _peft_scale(peft, bare, rank, roles["down"])
-            else:
-                scale = 1.0
-            down, up = down.reshape(rank, -1), piece.expand(up)
-            same = next((t for t in shared.setdefault(module, []) if t[2] == scale and np.array_equal(t[0], down)), None)
-            if same is None:
-                shared[module].append([down, up, scale, keys_of])
-            else:  # q, k, v pieces sharing their A (diffusers' split of a fused qkv): one term again
-                same[1], same[3] = same[1] + up, same[3] + keys_of
-            if "up_bias" in roles:
-                bias = scale * piece.expand(_f32(source.get(roles["up_bias"])))
-                collector.full(module, "bias", lambda b=bias: b, bias.size, [roles["up_bias"]])
+            factors = _factors(source, path, piece, bare, roles, peft)
+            factors.join(low_rank.setdefault(piece.module, []))
+            if "up_bias" in roles:  # PEFT's lora_B bias is scaled with the layer
+                bias = factors.scale * piece.expand(_f32(source.get(roles["up_bias"])))
+                collector.full(piece.module, "bias", lambda b=bias: b, bias.size, [roles["up_bias"]])
         for role, param in (("diff", "weight"), ("diff_b", "bias")):
             if role in roles:
                 key = roles[role]
                 shape = source.shape(key)
                 rows = shape[0] if shape else 1
-                if piece.regroup is not None and len(piece.regroup.pieces) > 1 and rows != piece.regroup.sizes[piece.index]:
-                    raise LoraFormatError(f"{path}: {key} has {rows} outputs; {bare} of this model has "
-                                          f"{piece.regroup.sizes[piece.index]}")
+                _check_rows(path, key, rows, piece, bare)
 
                 def load(key=key, piece=piece, rows=rows):
                     return piece.expand(_f32(source.get(key)).reshape(rows, -1)).reshape(-1)
 
-                size = math.prod(shape) if piece.regroup is None or len(piece.regroup.pieces) == 1 else \
-                    math.prod(shape) // rows * sum(piece.regroup.sizes)
-                collector.full(module, param, load, size, [key])
-    for module, ts in shared.items():
-        for down, up, scale, keys_of in ts:
-            collector.low_rank(module, down, up, scale, keys_of)
+                collector.full(piece.module, param, load, math.prod(shape) // rows * piece.expanded_rows(rows), [key])
+    for module, changes in low_rank.items():
+        for f in changes:
+            collector.low_rank(module, f.down, f.up, f.scale, f.keys)
     return LoraUpdates(str(path), " + ".join(sorted(schemes)), collector.terms, tuple(sorted(unknown)))

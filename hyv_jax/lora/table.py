@@ -70,6 +70,15 @@ class Piece:
     regroup: Regroup | None = None
     index: int = 0
 
+    def rows(self) -> int | None:
+        """The output rows of this piece when it is a cut of its module (else None)."""
+        g = self.regroup
+        return g.sizes[self.index] if g is not None and len(g.pieces) > 1 else None
+
+    def expanded_rows(self, rows: int) -> int:
+        """The module's output rows, for a piece of `rows` rows."""
+        return sum(self.regroup.sizes) if self.rows() is not None else rows
+
     def expand(self, rows: np.ndarray) -> np.ndarray:
         """An array over this piece's output rows -> over the whole module's rows (zeros
         elsewhere; the final modulation's halves swapped back)."""
