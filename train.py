@@ -144,9 +144,9 @@ def _train(args, config) -> None:
 
     tc = config.training
     workdir = Path(args.workdir)
-    initialize_distributed(config.parallel)
     if args.init_lora and (args.resume or args.resume_step is not None):
         raise SystemExit("--init-lora starts a run; a resumed run takes its adapters from the checkpoint: drop one of them")
+    initialize_distributed(config.parallel)
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init, args.init_lora)
     batches = training_batches(args.data, tc.batch_size, seed=tc.data.shuffle_seed,
                                num_epochs=None if tc.data.num_epochs < 0 else tc.data.num_epochs)
