@@ -20,7 +20,12 @@ devices; `--config.parallel.mesh.data|fsdp|tensor` split the batch and the weigh
 one folder each. Flags left out take the config's `sampling` section (upstream's defaults for
 the 13B: 720x1280, 129 frames, 50 steps, shift 7, embedded guidance 6, cfg 1). Any config key
 can be overridden as --config.sampling.steps=20 or --config.transformer.attention_impl=xla.
-Everything is checked (sizes, frame count, folders, tokenizers, save path) before a model loads.
+--lora PATH[:SCALE] (repeatable) merges LoRA files of any circulating format into the
+transformer's weights once they are loaded; several add up:
+
+  python sample.py --model-base ckpts/hyv_jax --prompt "..." --lora style.safetensors:0.8 --lora motion.safetensors
+
+Everything is checked (sizes, frame count, folders, tokenizers, LoRA files, save path) before a model loads.
 """
 
 import argparse
@@ -76,6 +81,12 @@ def parse_args(argv):
                       "default: from the environment (JAX_COORDINATOR_ADDRESS, SLURM, Cloud TPU)")
     mesh.add_argument("--num-processes", type=int, help="multi-host: how many processes")
     mesh.add_argument("--process-id", type=int, help="multi-host: this process's index")
+    lora = parser.add_argument_group("LoRA (merged into the transformer's weights once they are loaded)")
+    lora.add_argument("--lora", action="append", type=lora_spec, default=[], metavar="PATH[:SCALE]",
+                      help="a LoRA file (diffusers/PEFT, original transformer./diffusion_model. keys, kohya/musubi, ComfyUI) "
+                           "and its strength (default 1.0); repeat to add several")
+    lora.add_argument("--lora-skip-unknown", action="store_true",
+                      help="skip LoRA keys that map to no parameter of the model, with a warning naming each (default: an error)")
     parser.add_argument("--model-base", help="folder holding converted transformer/, vae/, llm/, clip/")
     for name in ModelPaths.__dataclass_fields__:
         parser.add_argument(f"--{name}-dir", help=f"converted {name} folder (overrides --model-base)")
@@ -109,6 +120,7 @@ class Plan:
     custom: object = None  # CustomInputs in HunyuanCustom mode
     step_cache: bool = True
     compile_cache: str = ""
+    loras: tuple = ()  # ((LoraUpdates, scale), ...) read and checked, merged when the transformer loads
 
 
 def plan(argv) -> Plan:
@@ -152,13 +164,35 @@ def plan(argv) -> Plan:
             paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
         else:
             paths.check(config.get("allow_random_weights", False))
+        loras = read_loras(config, args.lora, custom, args.lora_skip_unknown) if args.lora else ()
         save_path = writable_folder(Path(args.save_path))
         if args.compile_cache:
             writable_folder(Path(args.compile_cache), "compiled programs", "pass a writable --compile-cache, or '' to turn it off")
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
-    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache)
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, tuple(loras))
+
+
+def lora_spec(text: str) -> tuple[str, float]:
+    """--lora PATH or PATH:SCALE (default scale 1.0)."""
+    path, sep, scale = text.rpartition(":")
+    if sep:
+        try:
+            return path, float(scale)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
+def read_loras(config, specs, custom: bool, skip_unknown: bool):
+    """The --lora files read and checked against the transformer this run loads."""
+    from hyv_jax.lora.merge import read_lora_files
+    from hyv_jax.models.custom.transformer import CustomTransformerConfig
+    from hyv_jax.models.transformer import TransformerConfig
+
+    transformer = (CustomTransformerConfig if custom else TransformerConfig).from_mapping(config.transformer)
+    return read_lora_files(transformer, specs, skip_unknown=skip_unknown)
 
 
 def set_parallel(config, args) -> None:
@@ -266,15 +300,17 @@ def main(argv=None) -> list[Path]:
             f"DIRECTION in {'/'.join(DIRECTIONS)}")
     elif p.paths.missing():
         say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
+    for updates, scale in p.loras:
+        say(f"LoRA {updates.summary()}; scale {scale}")
     fps, audio, sample_rate = FPS, None, None
     if p.custom is not None:
         from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
-        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
+        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel, loras=p.loras)
         fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
         run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)  # noqa: E731
     else:
-        pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)
+        pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, loras=p.loras)
         run = lambda: pipeline(p.prompt, o, progress=lead)  # noqa: E731
     start = time.perf_counter()
     videos = run()

@@ -4,7 +4,7 @@ Commands
   train        (default) full or LoRA training on cached latents, sharded over a mesh, resumable
   prepare      videos/images + captions -> cached-latent ArrayRecord shards (VAE + text encoders)
   train-vae    the VAE from scratch on procedural scenes rendered on the fly (the tiny default's)
-  export-lora  a LoRA checkpoint -> diffusers/peft .safetensors (HunyuanVideoLoraLoaderMixin)
+  export-lora  a LoRA checkpoint -> .safetensors in the diffusers, original or kohya layout
 
 Full training (all transformer weights; from scratch, or from a converted checkpoint):
   python train.py train --config configs/tiny.py --data data/shards --workdir runs/tiny \\
@@ -19,6 +19,15 @@ LoRA (only the adapters train and are saved; rank/alpha/targets in training.lora
       --data data/shards --workdir runs/lora --config.training.lora.enabled=True \\
       --config.training.lora.rank=32 --config.transformer.remat=full
   writes runs/lora/final/lora.safetensors (diffusers naming) and the merged transformer.
+  --init-lora FILE starts the adapters from a LoRA file in any format sample.py --lora reads
+  (diffusers/PEFT, original keys, kohya/musubi, ComfyUI); it must fit the adapters exactly
+  (targets in training.lora.targets, rank large enough: the error says which).
+Export a LoRA checkpoint for other tools (--format diffusers: HunyuanVideoLoraLoaderMixin;
+  original: diffusion-pipe's transformer.double_blocks... keys, read by ComfyUI and diffusers;
+  kohya: musubi's lora_unet_... keys with an explicit alpha, default training.lora.alpha):
+  python train.py export-lora --config configs/hunyuan_video_t2v.py --workdir runs/lora \\
+      --init ckpts/hyv_jax/transformer --format kohya --alpha 16 --out lora_kohya.safetensors \\
+      --config.training.lora.rank=32
 Mixed precision: --config.transformer.dtype (compute) and --config.transformer.param_dtype
   (master weights; float32 with bfloat16 compute is the usual choice for full training).
 Remat: --config.transformer.remat=none|full|dots|dots_no_batch (per scanned block).
@@ -68,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="converted transformer checkpoint to start from (required for LoRA)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
     t.add_argument("--resume_step", type=int, help="continue from this checkpoint step")
+    t.add_argument("--init-lora", dest="init_lora", metavar="FILE",
+                   help="start the LoRA adapters from this LoRA file (any format sample.py --lora reads)")
 
     p = sub.add_parser("prepare", help="videos/images with captions -> cached-latent shards")
     p.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config (vae and text_encoder sections)")
@@ -106,11 +117,16 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=int, default=9, help="frames per clip (1 + 4k)")
     v.add_argument("--seed", type=int, default=0)
 
-    e = sub.add_parser("export-lora", help="LoRA training checkpoint -> diffusers .safetensors")
+    e = sub.add_parser("export-lora", help="LoRA training checkpoint -> .safetensors (diffusers, original or kohya layout)")
     e.add_argument("--config", default="configs/hunyuan_video_t2v.py")
     e.add_argument("--workdir", required=True)
     e.add_argument("--init", required=True, help="the converted base transformer the LoRA was trained on")
     e.add_argument("--step", type=int, help="checkpoint step (default: newest)")
+    e.add_argument("--format", default="diffusers", choices=("diffusers", "original", "kohya"),
+                   help="diffusers: transformer.transformer_blocks.N.attn.to_q.lora_A.weight (scale in B); original: "
+                        "transformer.double_blocks.N.img_attn_qkv.lora_A.weight (scale in B); kohya: "
+                        "lora_unet_double_blocks_N_img_attn_qkv.lora_down.weight with .alpha")
+    e.add_argument("--alpha", type=float, help="kohya only: the alpha stored in the file (default: training.lora.alpha)")
     e.add_argument("--out", required=True, help="output .safetensors path")
     for command in (t, p, v, e):
         add_debug_flag(command)
@@ -128,8 +144,10 @@ def _train(args, config) -> None:
 
     tc = config.training
     workdir = Path(args.workdir)
+    if args.init_lora and (args.resume or args.resume_step is not None):
+        raise SystemExit("--init-lora starts a run; a resumed run takes its adapters from the checkpoint: drop one of them")
     initialize_distributed(config.parallel)
-    trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
+    trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init, args.init_lora)
     batches = training_batches(args.data, tc.batch_size, seed=tc.data.shuffle_seed,
                                num_epochs=None if tc.data.num_epochs < 0 else tc.data.num_epochs)
     checkpoints = TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save)
@@ -204,18 +222,21 @@ def _train_vae(args, config) -> None:
 
 
 def _export_lora(args, config) -> None:
-    from hyv_jax.convert.safetensors_io import write_safetensors
+    from hyv_jax.lora.writer import save_lora
     from hyv_jax.parallel.plan import ParallelPlan
     from hyv_jax.training.build import build_trainer
     from hyv_jax.training.checkpointing import TrainCheckpoints, abstract_like
-    from hyv_jax.training.lora_diffusers import export_lora
+    from hyv_jax.training.lora_files import export_lora
 
+    if args.alpha is not None and args.format != "kohya":
+        raise SystemExit(f"--alpha is stored by the kohya format only; the {args.format} format bakes the scale into B")
     config.training.lora.enabled = True
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
     state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step)
     trainer.state = state
-    write_safetensors(args.out, export_lora(trainer.model()))
-    print(f"wrote {args.out}")
+    alpha = config.training.lora.alpha if args.alpha is None else args.alpha
+    save_lora(args.out, export_lora(trainer.model(), args.format, alpha if args.format == "kohya" else None))
+    print(f"wrote {args.out} ({args.format})")
 
 
 def main(argv=None) -> None:

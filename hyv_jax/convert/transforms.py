@@ -2,6 +2,10 @@
 
 Each transform knows the PyTorch shape implied by its JAX target shape(s), so shapes are
 checked before anything is converted, and `to_torch(to_jax(w)) == w` bit for bit.
+
+Linear weights also map LoRA factors: a PyTorch weight change W = up @ down (up (out, r),
+down (r, in)) becomes ours as down (*in_shape, r) and up (r, *out_shape), with the kernel
+change down @ up; only the rank axis is shared, so no full matrix is ever formed.
 """
 
 import dataclasses
@@ -97,6 +101,26 @@ class Linear:
         out_size = _prod(w.shape[:n_out])
         return w.reshape(out_size, *w.shape[n_out:]) if self.conv_shape else w.reshape(out_size, -1)
 
+    def factors_to_jax(self, down, up, shapes):
+        """PyTorch factors down (r, in), up (out, r) -> [(down (*in_shape, r), up (r, *out_shape))]."""
+        shape = shapes[0]
+        in_order, out_order = self._orders(shape)
+        in_shape, out_shape = shape[: self.n_in], shape[self.n_in :]
+        r = down.shape[0]
+        d = down.reshape(r, *[in_shape[i] for i in in_order]).transpose(0, *[1 + in_order.index(i) for i in range(self.n_in)])
+        u = up.reshape(*[out_shape[i] for i in out_order], r)
+        u = u.transpose(len(out_order), *[out_order.index(i) for i in range(len(out_order))])
+        return [(np.moveaxis(d, 0, -1), u)]
+
+    def factors_to_torch(self, parts, shapes):
+        """The inverse: [(down, up)] in our layout -> PyTorch (down (r, in), up (out, r))."""
+        d, u = parts[0]
+        in_order, out_order = self._orders(shapes[0])
+        r = d.shape[-1]
+        down = np.moveaxis(d, -1, 0).transpose(0, *[1 + i for i in in_order]).reshape(r, -1)
+        up = u.transpose(*[1 + i for i in out_order], 0).reshape(-1, r)
+        return down, up
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
@@ -122,3 +146,43 @@ class Split:
 
     def to_torch(self, parts):
         return np.concatenate([p.to_torch([x]) for p, x in zip(self.parts, parts, strict=True)], axis=self.axis)
+
+    def factors_to_jax(self, down, up, shapes):
+        """Cutting the output rows (axis 0) cuts `up` and shares `down`; cutting the input
+        columns (axis 1) cuts `down` and shares `up`."""
+        sizes = np.cumsum([s[self.axis] for s in self._part_shapes(shapes)])[:-1]
+        if self.axis == 0:
+            pieces = [(down, u) for u in np.split(up, sizes, axis=0)]
+        else:
+            pieces = [(d, up) for d in np.split(down, sizes, axis=1)]
+        return [p.factors_to_jax(d, u, [s])[0] for p, (d, u), s in zip(self.parts, pieces, shapes, strict=True)]
+
+    def factors_to_torch(self, parts, shapes):
+        """The inverse for parts each (down, up) or None (no change). Parts with equal shared
+        factors join at their rank; others stack their ranks (block-diagonal), exactly."""
+        torch_parts = [None if f is None else p.factors_to_torch([f], [s]) for p, f, s in zip(self.parts, parts, shapes, strict=True)]
+        present = [tp for tp in torch_parts if tp is not None]
+        if not present:
+            raise ValueError("no factors to join")
+        sizes = [s[self.axis] for s in self._part_shapes(shapes)]
+        shared, cut = (0, 1) if self.axis == 0 else (1, 0)  # factor kept whole / factor cut by the split
+        if all(np.array_equal(tp[shared], present[0][shared]) for tp in present):
+            whole = present[0][shared]
+            r = whole.shape[0] if shared == 0 else whole.shape[1]
+            blocks = [tp[cut] if tp is not None else np.zeros((n, r) if cut == 1 else (r, n), whole.dtype)
+                      for tp, n in zip(torch_parts, sizes)]
+            joined = np.concatenate(blocks, axis=self.axis)
+            return (whole, joined) if shared == 0 else (joined, whole)
+        ranks = [0 if tp is None else tp[0].shape[0] for tp in torch_parts]
+        dtype = present[0][0].dtype
+        down = np.zeros((sum(ranks), sum(sizes) if self.axis == 1 else present[0][0].shape[1]), dtype)
+        up = np.zeros((sum(sizes) if self.axis == 0 else present[0][1].shape[0], sum(ranks)), dtype)
+        row = col = 0
+        for tp, n, r in zip(torch_parts, sizes, ranks):
+            if tp is not None:
+                if self.axis == 0:
+                    down[col:col + r], up[row:row + n, col:col + r] = tp
+                else:
+                    down[col:col + r, row:row + n], up[:, col:col + r] = tp
+            row, col = row + n, col + r
+        return down, up

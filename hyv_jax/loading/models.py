@@ -3,7 +3,7 @@ config allows, every parameter placed straight into its sharding (`shardings_for
 axes over a mesh, or all on one device), so a model never sits whole on one device first."""
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -21,6 +21,8 @@ from hyv_jax.convert.transformer_checkpoint import abstract_transformer, export_
 from hyv_jax.convert.vae_checkpoint import abstract_vae, export_torch_vae, read_torch_vae, restore_vae
 from hyv_jax.convert.whisper_checkpoint import read_torch_whisper_encoder
 from hyv_jax.loading.random_weights import random_params
+from hyv_jax.lora.merge import merge_updates
+from hyv_jax.lora.terms import LoraUpdates
 from hyv_jax.models.custom.clip_vision import ClipVisionConfig, LlavaImageEncoder
 from hyv_jax.models.custom.custom_text_encoder import CustomTextEncoder
 from hyv_jax.models.custom.transformer import CustomTransformerConfig
@@ -67,15 +69,20 @@ _TRANSFORMERS = {
 
 
 def load_transformer(config: TransformerConfig, folder: str | Path | None = None, *, seed: int = 0,
-                     mesh: Mesh | None = None) -> HunyuanVideoTransformer:
+                     mesh: Mesh | None = None, loras: Sequence[tuple[LoraUpdates, float]] = ()) -> HunyuanVideoTransformer:
     """The text-to-video or HunyuanCustom DiT (by the config's type) from a converted folder, or
-    with random weights from `seed`; parameters sharded over `mesh` by their logical axes."""
+    with random weights from `seed`; parameters sharded over `mesh` by their logical axes.
+    `loras` (read with hyv_jax.lora.merge.read_lora_files, with their scales) are merged into
+    the weights as soon as they are loaded, in their shardings."""
     kind = _TRANSFORMERS[type(config)]
     shardings = shardings_for(kind.abstract(config), mesh)
     if folder is not None:
-        return kind.restore(folder, config, shardings)
-    return random_model(kind.abstract(config), lambda flat: kind.export(flat, config), lambda s, d: kind.read(s, config, d),
-                        config.param_dtype, seed, shardings)
+        model = kind.restore(folder, config, shardings)
+    else:
+        model = random_model(kind.abstract(config), lambda flat: kind.export(flat, config), lambda s, d: kind.read(s, config, d),
+                             config.param_dtype, seed, shardings)
+    merge_updates(model, loras)
+    return model
 
 
 def load_vae(config: VAEConfig, folder: str | Path | None = None, *, seed: int = 0, mesh: Mesh | None = None) -> CausalVideoVAE:

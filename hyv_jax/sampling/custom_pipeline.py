@@ -85,12 +85,13 @@ class CustomVideoPipeline(TextToVideoPipeline):
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, paths: CustomPaths = CustomPaths(), *, seed: int = 0,
-                    plan: ParallelPlan | None = None, audio: bool = False) -> "CustomVideoPipeline":
+                    plan: ParallelPlan | None = None, audio: bool = False, loras=()) -> "CustomVideoPipeline":
         """Models of a HunyuanCustom config (transformer, vae, text_encoder, vision, whisper);
-        absent folders get random weights from `seed` where the config allows it."""
+        absent folders get random weights from `seed` where the config allows it; `loras` as
+        for TextToVideoPipeline.from_config."""
         paths.check(config.get("allow_random_weights", False), audio=audio)
         transformer = load_transformer(CustomTransformerConfig.from_mapping(config.transformer), paths.transformer, seed=seed,
-                                       mesh=plan and plan.mesh)
+                                       mesh=plan and plan.mesh, loras=loras)
         vae = load_vae(VAEConfig.from_mapping(config.vae), paths.vae, seed=seed + 1)
         text_encoder = load_custom_text_encoder(config, llm_dir=paths.llm, clip_dir=paths.clip, llava_dir=paths.llava,
                                                 seed=seed + 2, mesh=local_mesh() if plan else None)

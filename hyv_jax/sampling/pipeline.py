@@ -65,11 +65,12 @@ class TextToVideoPipeline:
         self.steps: dict = {}  # policy -> CompiledStep: compiled programs serve every later call
 
     @classmethod
-    def load_models(cls, config: ml_collections.ConfigDict, paths: ModelPaths, seed: int, plan: ParallelPlan | None):
+    def load_models(cls, config: ml_collections.ConfigDict, paths: ModelPaths, seed: int, plan: ParallelPlan | None, loras=()):
         """(transformer, vae, text encoder) of `config`: the transformer sharded over the plan's
-        mesh, the VAE on this process's first device, the text encoders over its devices."""
+        mesh (with `loras` merged, see load_transformer), the VAE on this process's first
+        device, the text encoders over its devices."""
         transformer = load_transformer(TransformerConfig.from_mapping(config.transformer), paths.transformer, seed=seed,
-                                       mesh=plan and plan.mesh)
+                                       mesh=plan and plan.mesh, loras=loras)
         vae = load_vae(VAEConfig.from_mapping(config.vae), paths.vae, seed=seed + 1)
         text_encoder = load_text_encoder(config.text_encoder, llm_dir=paths.llm, clip_dir=paths.clip, seed=seed + 2,
                                          mesh=local_mesh() if plan else None)
@@ -77,11 +78,13 @@ class TextToVideoPipeline:
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, paths: ModelPaths = ModelPaths(), *, seed: int = 0,
-                    plan: ParallelPlan | None = None) -> "TextToVideoPipeline":
+                    plan: ParallelPlan | None = None, loras=()) -> "TextToVideoPipeline":
         """Models of `config` (its transformer, vae, text_encoder sections), weights from `paths`;
-        absent folders get random weights from `seed` where the config allows it."""
+        absent folders get random weights from `seed` where the config allows it. `loras`:
+        [(LoraUpdates, scale)] from hyv_jax.lora.merge.read_lora_files, merged into the
+        transformer's weights."""
         paths.check(config.get("allow_random_weights", False))
-        transformer, vae, text_encoder = cls.load_models(config, paths, seed, plan)
+        transformer, vae, text_encoder = cls.load_models(config, paths, seed, plan, loras)
         return cls(text_encoder, transformer, vae, plan=plan)
 
     def encode_prompt(self, prompt: str, options: SamplingOptions):

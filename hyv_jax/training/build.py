@@ -9,19 +9,20 @@ from jax.sharding import Mesh
 
 from hyv_jax.convert.converted_model import save_converted
 from hyv_jax.convert.model_state import params_to_numpy
-from hyv_jax.convert.safetensors_io import write_safetensors
 from hyv_jax.convert.transformer_checkpoint import MODEL_KIND, abstract_transformer, restore_transformer
+from hyv_jax.lora.writer import save_lora
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.logical_axes import param_shardings
 from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.lora import inject_lora, merge_lora
-from hyv_jax.training.lora_diffusers import export_lora
+from hyv_jax.training.lora_files import export_lora, init_adapters
 from hyv_jax.training.trainer import Trainer
 
 
-def build_model(config, mesh: Mesh, init_dir: str | Path | None = None) -> HunyuanVideoTransformer:
+def build_model(config, mesh: Mesh, init_dir: str | Path | None = None, init_lora: str | Path | None = None) -> HunyuanVideoTransformer:
     """The transformer of `config` (random init, or restored sharded from a converted
-    checkpoint), with LoRA adapters when training.lora.enabled."""
+    checkpoint), with LoRA adapters when training.lora.enabled, set from the LoRA file
+    `init_lora` (any format hyv_jax/lora reads) when given."""
     tcfg = TransformerConfig.from_mapping(config.transformer)
     lora = config.training.lora
     if init_dir is not None:
@@ -30,14 +31,18 @@ def build_model(config, mesh: Mesh, init_dir: str | Path | None = None) -> Hunyu
         raise ValueError("LoRA training adapts pretrained weights: pass the converted transformer with --init")
     else:
         model = HunyuanVideoTransformer(tcfg, rngs=nnx.Rngs(config.training.seed))
+    if init_lora is not None and not lora.enabled:
+        raise ValueError("--init-lora continues LoRA training: pass --config.training.lora.enabled=True")
     if lora.enabled:
         inject_lora(model, rank=lora.rank, alpha=lora.alpha, targets=tuple(lora.targets), rngs=nnx.Rngs(config.training.seed + 1))
+    if init_lora is not None:
+        init_adapters(model, init_lora)
     return model
 
 
-def build_trainer(config, plan: ParallelPlan, init_dir: str | Path | None = None) -> Trainer:
+def build_trainer(config, plan: ParallelPlan, init_dir: str | Path | None = None, init_lora: str | Path | None = None) -> Trainer:
     """A Trainer on `plan` (ParallelPlan.from_config(config.parallel): mesh and context strategy)."""
-    return Trainer(build_model(config, plan.mesh, init_dir), config.training, plan, lora=bool(config.training.lora.enabled))
+    return Trainer(build_model(config, plan.mesh, init_dir, init_lora), config.training, plan, lora=bool(config.training.lora.enabled))
 
 
 def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False) -> dict[str, Path]:
@@ -51,7 +56,7 @@ def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False
     if trainer.lora:
         written["lora"] = out_dir / "lora.safetensors"
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_safetensors(written["lora"], export_lora(model))
+        save_lora(written["lora"], export_lora(model))
         model = merge_lora(model)
     save_converted(out_dir / "transformer", params_to_numpy(model), MODEL_KIND, model.config, "train.py",
                    jnp.dtype(model.config.param_dtype))

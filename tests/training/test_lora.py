@@ -1,16 +1,24 @@
-"""LoRA: only adapters train, merging equals base + adapter, and the diffusers export loads
-into diffusers' HunyuanVideoTransformer3DModel (via peft) with the same weight deltas."""
+"""LoRA: only adapters train, merging equals base + adapter; the export in every format
+reproduces the trained model, the diffusers one loads into diffusers' HunyuanVideoTransformer3DModel
+(via peft) with the same weight deltas, and adapters start from any readable LoRA file exactly
+(or refuse, saying why)."""
 
 import jax
 import numpy as np
+import pytest
 import torch
 from flax import nnx
-from helpers import report
+from helpers import diffusers_tiny, report
+from lora_cases import random_lora, tiny_model, tiny_original, write_comfy, write_diffusers, write_file, write_kohya
 
 from configs import load_config
-from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
+from hyv_jax.convert.model_state import params_to_numpy
+from hyv_jax.lora.merge import merge_lora_files
+from hyv_jax.lora.reader import LoraFormatError
+from hyv_jax.lora.writer import FORMATS, save_lora
+from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.training.lora import inject_lora, lora_layers, merge_lora
-from hyv_jax.training.lora_diffusers import export_lora, load_lora
+from hyv_jax.training.lora_files import export_lora, init_adapters
 
 TINY = TransformerConfig.from_mapping(load_config("configs/tiny.py").transformer)
 
@@ -32,35 +40,32 @@ def _kernel_deltas(model) -> dict[str, np.ndarray]:
     return {p: np.asarray(layer.delta()) for p, layer in lora_layers(model).items()}
 
 
+def _run(model, *args):
+    """The forward jitted over the split model (eager op-by-op is slow on a shared CPU)."""
+    graphdef, state = nnx.split(model)
+    return np.asarray(jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, *args))
+
+
 def test_lora_trains_only_adapters_and_merges():
-    model = inject_lora(HunyuanVideoTransformer(TINY, rngs=nnx.Rngs(0)), rank=4, alpha=8.0, rngs=nnx.Rngs(1))
+    model = inject_lora(tiny_model(tiny_original()), rank=4, alpha=8.0, rngs=nnx.Rngs(1))
     x = _inputs()
-    base_out = np.asarray(model(*x))
+    base_out = _run(model, *x)
     trainable = nnx.state(model, nnx.LoRAParam)
     assert {str(p[-1]) for p, _ in nnx.to_flat_state(trainable)} == {"lora_a", "lora_b"}
     assert len(lora_layers(model)) == 12
 
-    grads = nnx.grad(lambda m: jax.numpy.mean(m(*x) ** 2), argnums=nnx.DiffState(0, nnx.LoRAParam))(model)
+    graphdef, adapters, frozen = nnx.split(model, nnx.LoRAParam, ...)
+    grads = jax.jit(jax.grad(lambda a: jax.numpy.mean(nnx.merge(graphdef, a, frozen)(*x) ** 2)))(adapters)
     assert all(str(p[-1]).startswith("lora_") for p, _ in nnx.to_flat_state(grads))
     assert any(np.abs(np.asarray(v[...])).max() > 0 for _, v in nnx.to_flat_state(grads))
 
     _random_adapters(model)
-    adapted = np.asarray(model(*x))
+    adapted = _run(model, *x)
     assert np.abs(adapted - base_out).max() > 1e-3  # the adapters change the output
-    merged = np.asarray(merge_lora(model)(*x))
+    merged = _run(merge_lora(model), *x)
     assert not lora_layers(model)
     report("merged vs base+adapter", merged, adapted)
     np.testing.assert_allclose(merged, adapted, rtol=1e-4, atol=1e-5)
-
-
-def _diffusers_tiny():
-    from diffusers import HunyuanVideoTransformer3DModel
-
-    torch.manual_seed(0)
-    return HunyuanVideoTransformer3DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=32, num_layers=2,
-        num_single_layers=2, num_refiner_layers=1, mlp_ratio=4.0, patch_size=2, patch_size_t=1,
-        text_embed_dim=32, pooled_projection_dim=16, rope_axes_dim=(8, 12, 12)).eval()
 
 
 def _torch_delta(ours: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
@@ -80,15 +85,28 @@ def _torch_delta(ours: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray
     return out
 
 
-def test_export_loads_into_diffusers_and_back(tmp_path):
-    model = inject_lora(HunyuanVideoTransformer(TINY, rngs=nnx.Rngs(0)), rank=4, alpha=8.0, rngs=nnx.Rngs(1))
+def _copy(model):
+    graphdef, state = nnx.split(model)
+    return nnx.merge(graphdef, jax.tree.map(jax.numpy.copy, state))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """(base model, the same with random adapters of rank 4, alpha 8)."""
+    base = tiny_model(tiny_original())
+    model = inject_lora(_copy(base), rank=4, alpha=8.0, rngs=nnx.Rngs(1))
     _random_adapters(model)
+    return base, model
+
+
+def test_export_loads_into_diffusers(trained):
+    _, model = trained
     ours = _kernel_deltas(model)
-    sd = export_lora(model)
+    sd = export_lora(model, "diffusers")
     assert "transformer.transformer_blocks.0.attn.to_q.lora_A.weight" in sd
 
     # diffusers: load through its LoRA path, fuse, and read each Linear's weight change.
-    tm = _diffusers_tiny()
+    tm = diffusers_tiny()
     before = {n: m.weight.detach().clone() for n, m in tm.named_modules() if isinstance(m, torch.nn.Linear)}
     tm.load_lora_adapter({k: torch.from_numpy(v) for k, v in sd.items()}, prefix="transformer", adapter_name="hyv")
     tm.fuse_lora(lora_scale=1.0)
@@ -113,8 +131,68 @@ def test_export_loads_into_diffusers_and_back(tmp_path):
     print(f"diffusers fused LoRA delta vs ours: max relative error {worst:.2e} over {len(expect)} Linears")
     assert worst < 1e-5
 
-    # and back: loading the export reproduces every kernel delta
-    back = load_lora(HunyuanVideoTransformer(TINY, rngs=nnx.Rngs(0)), sd, rngs=nnx.Rngs(2))
-    for path, d in _kernel_deltas(back).items():
-        report(f"reloaded {path}", d, ours[path])
-        np.testing.assert_allclose(d, ours[path], rtol=1e-5, atol=1e-7)
+
+def test_every_export_format_reproduces_the_trained_model(trained, tmp_path):
+    base, model = trained
+    merged = params_to_numpy(merge_lora(_copy(model)))
+    for fmt in FORMATS:
+        tensors = export_lora(model, fmt, alpha=3.0 if fmt == "kohya" else None)
+        save_lora(tmp_path / f"{fmt}.safetensors", tensors)
+        again = _copy(base)
+        merge_lora_files(again, [(tmp_path / f"{fmt}.safetensors", 1.0)])
+        got = params_to_numpy(again)
+        err = max(float(np.abs(got[p] - merged[p]).max()) for p in merged)
+        print(f"export {fmt}: merged back into the base, max abs err vs the trained model {err:.2e}")
+        assert err < 1e-6
+    kohya = export_lora(model, "kohya", alpha=3.0)
+    assert kohya["lora_unet_double_blocks_1_img_attn_qkv.alpha"] == np.float32(3.0)
+    assert kohya["lora_unet_single_blocks_0_linear1.lora_down.weight"].shape == (8, TINY.hidden_size)  # qkv + mlp ranks stacked
+    assert kohya["lora_unet_single_blocks_0_linear2.lora_down.weight"].shape == (8, 5 * TINY.hidden_size)  # [attn | mlp] inputs
+
+
+def _adapter_model(base, rank=4, targets=None):
+    kw = {} if targets is None else {"targets": targets}
+    return inject_lora(_copy(base), rank=rank, alpha=2.0, rngs=nnx.Rngs(3), **kw)
+
+
+def test_adapters_start_from_any_format(trained, tmp_path):
+    base, _ = trained
+    original = {k: v for k, v in tiny_original().items()}  # module shapes of the tiny model
+    modules = ("double_blocks.0.img_attn_qkv", "double_blocks.1.txt_mlp.fc2", "single_blocks.1.linear1", "single_blocks.0.linear2")
+    lora = random_lora(original, rank=2, modules=modules)
+    diffusers, metadata = write_diffusers(original, lora, TINY.hidden_size)
+    files = {"kohya": write_file(tmp_path / "k.safetensors", write_kohya(original, lora)),
+             "diffusers": write_file(tmp_path / "d.safetensors", diffusers, metadata),
+             "comfyui": write_file(tmp_path / "c.safetensors", write_comfy(original, lora))}
+    for fmt, path in files.items():
+        model = _adapter_model(base)
+        init_adapters(model, path)
+        expected = _copy(base)
+        merge_lora_files(expected, [(path, 1.0)])
+        got, want = params_to_numpy(merge_lora(model)), params_to_numpy(expected)
+        err = max(float(np.abs(got[p] - want[p]).max()) for p in want)
+        print(f"adapters from a {fmt} file: max abs err vs the file merged {err:.2e}")
+        assert err < 1e-6
+
+
+def test_adapters_refuse_what_they_cannot_hold(trained, tmp_path):
+    base, _ = trained
+    original = tiny_original()
+    rng = np.random.default_rng(0)
+    d = TINY.hidden_size
+    split = {f"transformer.transformer_blocks.0.attn.{p}.lora_{ab}.weight": rng.standard_normal((2, d) if ab == "A" else (d, 2)).astype(np.float32)
+             for p in ("to_q", "to_k", "to_v") for ab in "AB"}
+    path = write_file(tmp_path / "split.safetensors", split)
+    model = _adapter_model(base, rank=4)  # every refusal comes before any adapter changes
+    with pytest.raises(ValueError, match="needs rank 6 .* set --config.training.lora.rank=6"):
+        init_adapters(model, path)
+    modulation = write_file(tmp_path / "mod.safetensors", write_kohya(original, random_lora(original, modules={"double_blocks.0.img_mod.linear"})))
+    with pytest.raises(ValueError, match=r"adapts \['double_blocks.img_mod.linear'\], which training.lora.targets"):
+        init_adapters(model, modulation)
+    full = write_file(tmp_path / "full.safetensors", {"diffusion_model.double_blocks.0.img_attn.qkv.diff": np.zeros((3 * d, d), np.float32)})
+    with pytest.raises(ValueError, match="full deltas"):
+        init_adapters(model, full)
+    with pytest.raises(LoraFormatError, match="I2V"):
+        init_adapters(model, write_file(tmp_path / "i2v.safetensors", {"Hunyuan_video_I2V_lora_x.lora_down.weight": split[
+            "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]}))
+    init_adapters(_adapter_model(base, rank=6), path)  # q, k, v with their own A: rank 3 x 2, exactly
