@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--workdir", required=True, help="checkpoints/, tensorboard/ and final/ go here")
     t.add_argument("--init", help="converted transformer checkpoint to start from (required for LoRA)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
-    t.add_argument("--resume_step", type=int, help="continue from this checkpoint step")
+    t.add_argument("--resume_step", type=int, help="continue from this checkpoint step (later ones are moved to checkpoints/superseded/)")
+    t.add_argument("--profile_steps", metavar="N:M", help="write a jax.profiler trace of steps N to M to WORKDIR/profile/process_<i>")
 
     p = sub.add_parser("prepare", help="videos/images with captions -> cached-latent shards")
     p.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config (vae and text_encoder sections)")
@@ -120,33 +121,40 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args, config) -> None:
     from hyv_jax.parallel.mesh import initialize_distributed
     from hyv_jax.parallel.plan import ParallelPlan
+    from hyv_jax.parallel.processes import is_main, main_print
     from hyv_jax.training.build import build_trainer, save_trained
     from hyv_jax.training.checkpointing import TrainCheckpoints
     from hyv_jax.training.data_pipeline import training_batches
     from hyv_jax.training.loop import resume, train
     from hyv_jax.training.metrics_log import MetricsLog
+    from hyv_jax.training.profiling import StepProfiler
 
     tc = config.training
     workdir = Path(args.workdir)
+    profiler = StepProfiler.parse(args.profile_steps, workdir / "profile") if args.profile_steps else None
     initialize_distributed(config.parallel)
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
-    batches = training_batches(args.data, tc.batch_size, seed=tc.data.shuffle_seed,
+    batches = training_batches(args.data, tc.batch_size, rows=trainer.batch_rows, seed=tc.data.shuffle_seed,
                                num_epochs=None if tc.data.num_epochs < 0 else tc.data.num_epochs)
-    checkpoints = TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save)
-    if args.resume or args.resume_step is not None:
-        resume(trainer, checkpoints, batches, args.resume_step)
-    elif steps := checkpoints.steps():
-        raise SystemExit(f"{workdir}/checkpoints holds steps {steps}: pass --resume to continue, or use a new --workdir")
-    log = MetricsLog(workdir / "tensorboard", tc.steps, trainer.step_count)
-    try:
-        history = train(trainer, batches, steps=tc.steps, checkpoints=checkpoints, checkpoint_every=tc.checkpoint.every,
-                        log=log, log_every=tc.log_every, meta={"config": config.to_json()})
-    finally:
-        log.close()
+    with TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save) as checkpoints:
+        if args.resume or args.resume_step is not None:
+            resumed = resume(trainer, checkpoints, batches, args.resume_step)
+            main_print(f"resumed from step {resumed.step} of {checkpoints.directory}"
+                       + (f"; the later checkpoints were moved to {resumed.set_aside}" if resumed.set_aside else ""))
+        elif steps := checkpoints.steps():
+            raise ValueError(f"{workdir}/checkpoints holds steps {steps}: pass --resume to continue, or use a new --workdir")
+        log = MetricsLog(workdir / "tensorboard", tc.steps, trainer.step_count) if is_main() else None
+        try:
+            history = train(trainer, batches, steps=tc.steps, checkpoints=checkpoints, checkpoint_every=tc.checkpoint.every,
+                            log=log, log_every=tc.log_every, meta={"config": config.to_json()},
+                            echo=tc.log_all_processes, profiler=profiler)
+        finally:
+            if log:
+                log.close()
     written = save_trained(trainer, workdir / "final", use_ema=tc.ema_decay > 0)
     if history:
-        print(f"step {history[-1]['step']}: loss {history[-1]['loss']:.4f}")
-    print("wrote " + ", ".join(str(p) for p in written.values()))
+        main_print(f"step {history[-1]['step']}: loss {history[-1]['loss']:.4f}")
+    main_print("wrote " + ", ".join(str(p) for p in written.values()))
 
 
 def _prepare(args, config) -> None:
@@ -206,16 +214,19 @@ def _train_vae(args, config) -> None:
 def _export_lora(args, config) -> None:
     from hyv_jax.convert.safetensors_io import write_safetensors
     from hyv_jax.parallel.plan import ParallelPlan
-    from hyv_jax.training.build import build_trainer
+    from hyv_jax.parallel.processes import is_main
+    from hyv_jax.training.build import build_trainer, with_host_adapters
     from hyv_jax.training.checkpointing import TrainCheckpoints, abstract_like
     from hyv_jax.training.lora_diffusers import export_lora
 
     config.training.lora.enabled = True
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
-    state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step)
+    state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step, lora=True)
     trainer.state = state
-    write_safetensors(args.out, export_lora(trainer.model()))
-    print(f"wrote {args.out}")
+    adapters = export_lora(with_host_adapters(trainer.model()))
+    if is_main():
+        write_safetensors(args.out, adapters)
+        print(f"wrote {args.out}")
 
 
 def main(argv=None) -> None:
