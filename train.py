@@ -9,6 +9,8 @@ Commands
 Full training (all transformer weights; from scratch, or from a converted checkpoint):
   python train.py train --config configs/tiny.py --data data/shards --workdir runs/tiny \\
       --config.training.steps=2000 --config.training.batch_size=8 --config.training.optimizer.lr=3e-4
+  (the learning rate warms up over training.optimizer.warmup_steps, then decays over training.steps,
+  or over training.optimizer.total_steps when that is set)
   13B full fine-tuning needs FSDP over many devices: --config.parallel.mesh.data=1
   --config.parallel.mesh.fsdp=-1 --init ckpts/hyv_jax/transformer --config.transformer.param_dtype=float32
   (the `parallel` section, shared with sampling: mesh axes data/fsdp/context/tensor, -1 takes
@@ -21,13 +23,19 @@ LoRA (only the adapters train and are saved; rank/alpha/targets in training.lora
   writes runs/lora/final/lora.safetensors (diffusers naming) and the merged transformer.
 Mixed precision: --config.transformer.dtype (compute) and --config.transformer.param_dtype
   (master weights; float32 with bfloat16 compute is the usual choice for full training).
-Remat: --config.transformer.remat=none|full|dots|dots_no_batch (per scanned block).
+Remat: --config.transformer.remat=none|full|dots|dots_no_batch, or keep named activations:
+  save_qkv|save_attention|save_qkv_attention|save_attention_mlp|save_all_named|save:NAME,NAME
+  (names: query_proj key_proj value_proj attention_out mlp_hidden; per scanned block).
 Resume: checkpoints go to WORKDIR/checkpoints every training.checkpoint.every steps (async,
   atomic, newest training.checkpoint.keep kept) with the optimizer, step, RNG and data-iterator
-  state; `--resume` continues bit-exactly from the newest, `--resume_step N` from step N (a
-  damaged newest checkpoint is refused with the earlier steps named).
+  state; `--resume` continues bit-exactly from the newest, `--resume_step N` from step N (the
+  later ones are moved to WORKDIR/checkpoints/superseded/; a damaged newest checkpoint is refused
+  with the earlier steps named).
 Logs: a progress bar, and TensorBoard scalars (loss, grad_norm, lr, step time, samples/s, MFU)
-  in WORKDIR/tensorboard.
+  in WORKDIR/tensorboard. --profile_steps N:M writes a jax.profiler trace to WORKDIR/profile.
+Multi-host: run the same command on every host (one process each); --config.parallel.distributed
+  (default: when SLURM, GKE TPU, Open MPI or $JAX_COORDINATOR_ADDRESS name a job; True on Cloud
+  TPU VM slices) joins them; process 0 prints and writes TensorBoard and final/ (README.md).
 
 Data preparation (a folder where x.mp4 / x.png has its caption in x.txt, or a TFDS source):
   python train.py prepare --config configs/hunyuan_video_t2v.py --input videos/ --out data/shards \\
@@ -166,7 +174,9 @@ def _prepare(args, config) -> None:
         from hyv_jax.models.text.text_encoder import TextEncoder
     except ImportError as e:
         raise SystemExit(f"the text encoders (hyv_jax.models.text) are not available: {e}") from e
+    print(f"loading the VAE from {args.vae}", flush=True)
     vae = restore_vae(args.vae)
+    print(f"loading the text encoders from {args.llm_dir or 'random weights'} and {args.clip_dir or 'random weights'}", flush=True)
     text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir, seed=args.text_seed)
     buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
     if args.input:
@@ -230,6 +240,7 @@ def _export_lora(args, config) -> None:
 
 
 def main(argv=None) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a pod's log file as they happen
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("train", "prepare", "train-vae", "export-lora", "-h", "--help"):
         argv = ["train", *argv]

@@ -41,7 +41,7 @@ def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
 def check_same_everywhere(values: Iterable[int], what: str) -> None:
     """Raises on every process unless all processes pass equal integers; `what` names them in
     the error. A collective: every process must call it at the same point."""
-    local = np.asarray(list(values), np.int64)
+    local = np.asarray(list(values), np.int32)
     if jax.process_count() == 1:
         return
     everyone = multihost_utils.process_allgather(local)  # (processes, n)

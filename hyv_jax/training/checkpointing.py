@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Self
 
 import jax
 import orbax.checkpoint as ocp
@@ -159,10 +160,11 @@ class TrainCheckpoints:
     def set_aside_after(self, step: int) -> Path | None:
         """Moves the checkpoints after `step` (a run resumed from `step` would write them anew)
         to superseded/after_<step>_<time>/ and returns that folder (None: there were none)."""
-        later = [s for s in self.steps() if s > step]
+        later = [s for s in self.manager.all_steps() if s > step]  # as every process listed them in restore()
         if not later:
             return None
         target = self.directory / SUPERSEDED / f"after_{step}_{time.strftime('%Y%m%d-%H%M%S')}"
+        barrier("checkpoints listed")  # no process lists them after process 0 has moved them
         if is_main():
             target.mkdir(parents=True)
             for s in later:
@@ -185,7 +187,7 @@ class TrainCheckpoints:
         except Exception as e:  # noqa: BLE001
             raise self._save_failed(e) from e
 
-    def __enter__(self) -> "TrainCheckpoints":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:

@@ -20,8 +20,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hyv_jax.parallel.logical_axes import param_shardings
-from hyv_jax.parallel.processes import barrier, check_same_everywhere, from_local_rows, local_rows
 from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.parallel.processes import barrier, check_same_everywhere, from_local_rows, local_rows
 from hyv_jax.training.flow_matching import flow_matching_loss, noisy_latents, sample_time
 from hyv_jax.training.latent_records import FIELDS
 from hyv_jax.training.optimizer import make_optimizer

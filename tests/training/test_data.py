@@ -77,7 +77,7 @@ def test_processes_read_their_rows_of_the_same_global_batches(shards):
         for name in full:
             np.testing.assert_array_equal(np.concatenate([a[name], b[name]]), full[name])
         seen.append(_ids(full))
-    assert sorted(sum(seen[:5], [])) == list(range(20))
+    assert sorted(i for ids in seen[:5] for i in ids) == list(range(20))
 
 
 def test_every_process_feeds_the_same_shapes_with_uneven_buckets(tmp_path):
@@ -168,7 +168,12 @@ def test_prepare_folder_with_vae_and_text_encoder(tmp_path):
     vae = CausalVideoVAE(VAEConfig.from_mapping(load_config("configs/tiny.py").vae), rngs=nnx.Rngs(0))
     text = _StandInEncoder()
     buckets = Buckets(resolutions=((16, 16), (16, 32)), frames=(1, 5))
-    index = prepare_dataset(folder_items(src), tmp_path / "out", vae=vae, text_encoder=text, buckets=buckets, log=lambda _: None)
+    progress = []
+    index = prepare_dataset(folder_items(src), tmp_path / "out", vae=vae, text_encoder=text, buckets=buckets,
+                            log=progress.append, report_every_s=0)
+    assert progress[0].startswith(f"encoding clips into {tmp_path / 'out'}")  # before the first (slowest) clip
+    assert [line.split(",")[0] for line in progress[1:4]] == ["1 clips encoded", "2 clips encoded", "3 clips encoded"]
+    assert progress[4].startswith("3 clips encoded into 3 buckets in ")
     assert {k: v["count"] for k, v in index["buckets"].items()} == {"t2_h2_w2": 1, "t1_h2_w2": 1, "t1_h2_w4": 1}  # 3 frames -> 1
     assert sorted(text.calls) == [(("a blue square",), "image"), (("a red circle moving left",), "video"), (("too short",), "image")]
 

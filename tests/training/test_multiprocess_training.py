@@ -37,7 +37,7 @@ from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.build import build_trainer
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
-from hyv_jax.training.lora import inject_lora, merge_lora
+from hyv_jax.training.lora import merge_lora
 from hyv_jax.training.lora_diffusers import load_lora
 
 ROOT = Path(__file__).parents[2]
@@ -90,7 +90,7 @@ class Job:
     def __init__(self, workdir: Path, overrides, *, processes=2, devices=2, extra=(), env=None, slow_process=None):
         port = _free_port()
         self.workdir = workdir
-        self.procs, self.logs = [], []
+        self.procs, self.logs = [], []  # logs: each process's stdout and stderr
         for i in range(processes):
             e = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=XLA_FLAGS.format(devices), **(env or {}))
             e.setdefault("HYV_JAX_COMPILE_CACHE", "")
@@ -103,10 +103,10 @@ class Job:
             if i == slow_process:
                 e["PYTHONPATH"] = os.pathsep.join([str(workdir.parent / "slow_compile"), e.get("PYTHONPATH", "")])
                 e["SLOW_FIRST_COMPILE_S"] = "1"
-            log = open(workdir.parent / f"{workdir.name}.process{i}.log", "w+")
-            self.logs.append(log)
-            self.procs.append(subprocess.Popen(args, cwd=ROOT, env=e, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True))
+            self.logs.append(workdir.parent / f"{workdir.name}.process{i}.log")
+            with open(self.logs[-1], "w") as log:
+                self.procs.append(subprocess.Popen(args, cwd=ROOT, env=e, stdout=log, stderr=subprocess.STDOUT,
+                                                   start_new_session=True))
         self.deadline = time.monotonic() + DEADLINE_S
 
     def kill(self):
@@ -129,12 +129,7 @@ class Job:
         return outputs
 
     def outputs(self) -> list[str]:
-        out = []
-        for log in self.logs:
-            log.flush()
-            log.seek(0)
-            out.append(log.read())
-        return out
+        return [log.read_text() for log in self.logs]
 
 
 def _losses(output: str, process: int) -> dict[int, float]:
