@@ -41,6 +41,7 @@ from hyv_jax.training.lora import merge_lora
 from hyv_jax.training.lora_diffusers import load_lora
 
 ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.xdist_group("multiprocess_training")  # one worker runs the shared runs once
 STEPS, BATCH = 6, 4
 MODEL = ["transformer.double_blocks=1", "transformer.single_blocks=1", "transformer.refiner_blocks=1"]
 TRAINING = [f"training.steps={STEPS}", f"training.batch_size={BATCH}", "training.log_every=1",
