@@ -14,7 +14,7 @@ class StepProfiler:
         if not 1 <= first <= last:
             raise ValueError(f"profile steps {first}:{last}: need 1 <= N <= M")
         self.first, self.last = first, last
-        self.directory = Path(directory) / f"process_{jax.process_index()}"
+        self.directory = Path(directory)
         self.active = False
 
     @classmethod
@@ -29,8 +29,10 @@ class StepProfiler:
     def before(self, step: int) -> None:
         """Call before running step `step`."""
         if not self.active and self.first <= step <= self.last:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            jax.profiler.start_trace(str(self.directory))
+            # the process index is known only once the job has joined (parse() may come first)
+            directory = self.directory / f"process_{jax.process_index()}"
+            directory.mkdir(parents=True, exist_ok=True)
+            jax.profiler.start_trace(str(directory))
             self.active = True
 
     def after(self, step: int, state) -> None:

@@ -2,10 +2,10 @@
 loopback (gloo collectives, /work/shared/spec/MULTIHOST.md), against one process fed the same
 global batches.
 
-- the default mesh (FSDP over all four devices), data 2 x fsdp 2 with LoRA, and ring context
-  parallelism across the processes: both processes log the same losses, equal to the
-  single-process ones; final/ (and lora.safetensors) written by process 0 only, restorable in
-  this process; logs, TensorBoard and progress bars from process 0 only;
+- the default mesh (FSDP over all four devices), data 2 x fsdp 2 with LoRA (and a profile of
+  step 5), and ring context parallelism across the processes: both processes log the same
+  losses, equal to the single-process ones; final/ (and lora.safetensors) written by process 0
+  only, restorable in this process; logs, TensorBoard and progress bars from process 0 only;
 - SIGKILL of both processes during an async checkpoint save, then `--resume` with the
   persistent compilation cache on and one process compiling 35 s longer than the other (past
   gloo's 30 s): the run ends bit-identical to the uninterrupted one.
@@ -194,7 +194,7 @@ def test_two_processes_train_like_one(setup, default_run, mesh):
     else:
         workdir = root / mesh
         start = time.monotonic()
-        extra = [*_common(root), "--init", str(root / "base")] if lora else _common(root)
+        extra = [*_common(root), "--init", str(root / "base"), "--profile_steps", "5:5"] if lora else _common(root)
         outputs = Job(workdir, [*MODEL, *TRAINING, *(LORA if lora else []), *MESHES[mesh]], extra=extra).wait()
         print(f"{mesh}, 2 processes: {time.monotonic() - start:.0f} s")
     ref = reference["lora" if lora else "full"]
@@ -208,6 +208,8 @@ def test_two_processes_train_like_one(setup, default_run, mesh):
     final = workdir / "final"
     model = restore_transformer(final / "transformer")  # one process restores what two wrote
     if lora:
+        for i in range(2):  # each process traced its own devices
+            assert len(list((workdir / "profile" / f"process_{i}").rglob("*.xplane.pb"))) == 1
         exported = SafetensorsFile(final / "lora.safetensors")
         adapted = load_lora(restore_transformer(root / "base"), {k: exported.get(k) for k in exported.keys()}, rngs=nnx.Rngs(0))
         merged = params_to_numpy(merge_lora(adapted))
