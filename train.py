@@ -9,6 +9,8 @@ Commands
 Full training (all transformer weights; from scratch, or from a converted checkpoint):
   python train.py train --config configs/tiny.py --data data/shards --workdir runs/tiny \\
       --config.training.steps=2000 --config.training.batch_size=8 --config.training.optimizer.lr=3e-4
+  (the learning rate warms up over training.optimizer.warmup_steps, then decays over training.steps,
+  or over training.optimizer.total_steps when that is set)
   13B full fine-tuning needs FSDP over many devices: --config.parallel.mesh.data=1
   --config.parallel.mesh.fsdp=-1 --init ckpts/hyv_jax/transformer --config.transformer.param_dtype=float32
   (the `parallel` section, shared with sampling: mesh axes data/fsdp/context/tensor, -1 takes
@@ -30,13 +32,19 @@ Export a LoRA checkpoint for other tools (--format diffusers: HunyuanVideoLoraLo
       --config.training.lora.rank=32
 Mixed precision: --config.transformer.dtype (compute) and --config.transformer.param_dtype
   (master weights; float32 with bfloat16 compute is the usual choice for full training).
-Remat: --config.transformer.remat=none|full|dots|dots_no_batch (per scanned block).
+Remat: --config.transformer.remat=none|full|dots|dots_no_batch, or keep named activations:
+  save_qkv|save_attention|save_qkv_attention|save_attention_mlp|save_all_named|save:NAME,NAME
+  (names: query_proj key_proj value_proj attention_out mlp_hidden; per scanned block).
 Resume: checkpoints go to WORKDIR/checkpoints every training.checkpoint.every steps (async,
   atomic, newest training.checkpoint.keep kept) with the optimizer, step, RNG and data-iterator
-  state; `--resume` continues bit-exactly from the newest, `--resume_step N` from step N (a
-  damaged newest checkpoint is refused with the earlier steps named).
+  state; `--resume` continues bit-exactly from the newest, `--resume_step N` from step N (the
+  later ones are moved to WORKDIR/checkpoints/superseded/; a damaged newest checkpoint is refused
+  with the earlier steps named).
 Logs: a progress bar, and TensorBoard scalars (loss, grad_norm, lr, step time, samples/s, MFU)
-  in WORKDIR/tensorboard.
+  in WORKDIR/tensorboard. --profile_steps N:M writes a jax.profiler trace to WORKDIR/profile.
+Multi-host: run the same command on every host (one process each); --config.parallel.distributed
+  (default: when SLURM, GKE TPU, Open MPI or $JAX_COORDINATOR_ADDRESS name a job; True on Cloud
+  TPU VM slices) joins them; process 0 prints and writes TensorBoard and final/ (README.md).
 
 Data preparation (a folder where x.mp4 / x.png has its caption in x.txt, or a TFDS source):
   python train.py prepare --config configs/hunyuan_video_t2v.py --input videos/ --out data/shards \\
@@ -76,9 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--workdir", required=True, help="checkpoints/, tensorboard/ and final/ go here")
     t.add_argument("--init", help="converted transformer checkpoint to start from (required for LoRA)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
-    t.add_argument("--resume_step", type=int, help="continue from this checkpoint step")
+    t.add_argument("--resume_step", type=int, help="continue from this checkpoint step (later ones are moved to checkpoints/superseded/)")
     t.add_argument("--init-lora", dest="init_lora", metavar="FILE",
                    help="start the LoRA adapters from this LoRA file (any format sample.py --lora reads)")
+    t.add_argument("--profile_steps", metavar="N:M", help="write a jax.profiler trace of steps N to M to WORKDIR/profile/process_<i>")
 
     p = sub.add_parser("prepare", help="videos/images with captions -> cached-latent shards")
     p.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config (vae and text_encoder sections)")
@@ -136,35 +145,42 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args, config) -> None:
     from hyv_jax.parallel.mesh import initialize_distributed
     from hyv_jax.parallel.plan import ParallelPlan
+    from hyv_jax.parallel.processes import is_main, main_print
     from hyv_jax.training.build import build_trainer, save_trained
     from hyv_jax.training.checkpointing import TrainCheckpoints
     from hyv_jax.training.data_pipeline import training_batches
     from hyv_jax.training.loop import resume, train
     from hyv_jax.training.metrics_log import MetricsLog
+    from hyv_jax.training.profiling import StepProfiler
 
     tc = config.training
     workdir = Path(args.workdir)
     if args.init_lora and (args.resume or args.resume_step is not None):
-        raise SystemExit("--init-lora starts a run; a resumed run takes its adapters from the checkpoint: drop one of them")
+        raise ValueError("--init-lora starts a run; a resumed run takes its adapters from the checkpoint: drop one of them")
+    profiler = StepProfiler.parse(args.profile_steps, workdir / "profile") if args.profile_steps else None
     initialize_distributed(config.parallel)
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init, args.init_lora)
-    batches = training_batches(args.data, tc.batch_size, seed=tc.data.shuffle_seed,
+    batches = training_batches(args.data, tc.batch_size, rows=trainer.batch_rows, seed=tc.data.shuffle_seed,
                                num_epochs=None if tc.data.num_epochs < 0 else tc.data.num_epochs)
-    checkpoints = TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save)
-    if args.resume or args.resume_step is not None:
-        resume(trainer, checkpoints, batches, args.resume_step)
-    elif steps := checkpoints.steps():
-        raise SystemExit(f"{workdir}/checkpoints holds steps {steps}: pass --resume to continue, or use a new --workdir")
-    log = MetricsLog(workdir / "tensorboard", tc.steps, trainer.step_count)
-    try:
-        history = train(trainer, batches, steps=tc.steps, checkpoints=checkpoints, checkpoint_every=tc.checkpoint.every,
-                        log=log, log_every=tc.log_every, meta={"config": config.to_json()})
-    finally:
-        log.close()
+    with TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save) as checkpoints:
+        if args.resume or args.resume_step is not None:
+            resumed = resume(trainer, checkpoints, batches, args.resume_step)
+            main_print(f"resumed from step {resumed.step} of {checkpoints.directory}"
+                       + (f"; the later checkpoints were moved to {resumed.set_aside}" if resumed.set_aside else ""))
+        elif steps := checkpoints.steps():
+            raise ValueError(f"{workdir}/checkpoints holds steps {steps}: pass --resume to continue, or use a new --workdir")
+        log = MetricsLog(workdir / "tensorboard", tc.steps, trainer.step_count) if is_main() else None
+        try:
+            history = train(trainer, batches, steps=tc.steps, checkpoints=checkpoints, checkpoint_every=tc.checkpoint.every,
+                            log=log, log_every=tc.log_every, meta={"config": config.to_json()},
+                            echo=tc.log_all_processes, profiler=profiler)
+        finally:
+            if log:
+                log.close()
     written = save_trained(trainer, workdir / "final", use_ema=tc.ema_decay > 0)
     if history:
-        print(f"step {history[-1]['step']}: loss {history[-1]['loss']:.4f}")
-    print("wrote " + ", ".join(str(p) for p in written.values()))
+        main_print(f"step {history[-1]['step']}: loss {history[-1]['loss']:.4f}")
+    main_print("wrote " + ", ".join(str(p) for p in written.values()))
 
 
 def _prepare(args, config) -> None:
@@ -176,7 +192,9 @@ def _prepare(args, config) -> None:
         from hyv_jax.loading.models import load_text_encoder
     except ImportError as e:
         raise SystemExit(f"the text encoders (hyv_jax.models.text) are not available: {e}") from e
+    print(f"loading the VAE from {args.vae}", flush=True)
     vae = restore_vae(args.vae)
+    print(f"loading the text encoders from {args.llm_dir or 'random weights'} and {args.clip_dir or 'random weights'}", flush=True)
     text = load_text_encoder(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir, seed=args.text_seed)
     buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
     if args.input:
@@ -224,22 +242,26 @@ def _train_vae(args, config) -> None:
 def _export_lora(args, config) -> None:
     from hyv_jax.lora.writer import save_lora
     from hyv_jax.parallel.plan import ParallelPlan
-    from hyv_jax.training.build import build_trainer
+    from hyv_jax.parallel.processes import is_main
+    from hyv_jax.training.build import build_trainer, with_host_adapters
     from hyv_jax.training.checkpointing import TrainCheckpoints, abstract_like
     from hyv_jax.training.lora_files import export_lora
 
     if args.alpha is not None and args.format != "kohya":
-        raise SystemExit(f"--alpha is stored by the kohya format only; the {args.format} format bakes the scale into B")
+        raise ValueError(f"--alpha is stored by the kohya format only; the {args.format} format bakes the scale into B")
     config.training.lora.enabled = True
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
-    state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step)
+    state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step, lora=True)
     trainer.state = state
     alpha = config.training.lora.alpha if args.alpha is None else args.alpha
-    save_lora(args.out, export_lora(trainer.model(), args.format, alpha if args.format == "kohya" else None))
-    print(f"wrote {args.out} ({args.format})")
+    adapters = export_lora(with_host_adapters(trainer.model()), args.format, alpha if args.format == "kohya" else None)
+    if is_main():
+        save_lora(args.out, adapters)
+        print(f"wrote {args.out} ({args.format})")
 
 
 def main(argv=None) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a pod's log file as they happen
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("train", "prepare", "train-vae", "export-lora", "-h", "--help"):
         argv = ["train", *argv]

@@ -113,10 +113,18 @@ def get_config() -> ml_collections.ConfigDict:
             mesh=dict(data=1, fsdp=-1, context=1, tensor=1),
             context_strategy="none",
             ulysses_degree=1,
-            distributed=False,  # multi-host: jax.distributed.initialize (coordinator auto-detected if empty)
+            # multi-host (parallel/mesh.py initialize_distributed): None joins when the environment
+            # names a multi-process job (SLURM, GKE TPU, Open MPI, $JAX_COORDINATOR_ADDRESS) or the
+            # fields below are set; True always (Cloud TPU VM slices); False never. Empty fields:
+            # JAX detects them.
+            distributed=ml_collections.config_dict.placeholder(bool),
             coordinator_address="",
+            coordinator_bind_address="",  # default: $JAX_COORDINATOR_BIND_ADDRESS, else all interfaces
             num_processes=-1,
             process_id=-1,
+            initialization_timeout_s=300,  # for every process to join
+            heartbeat_timeout_s=100,  # a process silent this long fails the job
+            shutdown_timeout_s=300,  # for every process to finish at exit
         )
     )
     config.training = training_defaults.get_training_config()

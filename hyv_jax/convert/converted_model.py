@@ -48,9 +48,16 @@ def restore_model(directory: str | Path, kind: str, config_from_mapping: Callabl
     `config` overrides the stored one (e.g. another compute dtype); `shardings` maps parameter
     paths to shardings so each parameter lands directly on its devices."""
     info = checked_info(directory, kind)
-    config = config or config_from_mapping(info["config"])
+    stored = config_from_mapping(info["config"])
+    config = config or stored
     graphdef, state = nnx.split(abstract_model(config))
     shapes = param_shapes(nnx.merge(graphdef, state))
+    if config is not stored and shapes != param_shapes(abstract_model(stored)):
+        # refused before orbax starts reading: its failing reads leave threads that print for pages
+        differ = [f"{f.name} {getattr(stored, f.name)!r} there, {getattr(config, f.name)!r} here"
+                  for f in dataclasses.fields(config) if getattr(stored, f.name) != getattr(config, f.name)]
+        raise ValueError(f"{directory} holds a {kind} of another shape ({'; '.join(differ[:6])}): pass a checkpoint "
+                         "converted for this config, or the config it was converted with")
     flat = restore_params(directory, shapes, {p: jnp.dtype(config.param_dtype) for p in shapes}, shardings)
     nnx.replace_by_pure_dict(state, params_tree(flat))
     return nnx.merge(graphdef, state)

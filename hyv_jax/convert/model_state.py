@@ -6,6 +6,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from hyv_jax.parallel.processes import to_host
+
 Path = tuple[str, ...]
 
 
@@ -34,7 +36,8 @@ def param_shapes(model: nnx.Module) -> dict[Path, tuple[int, ...]]:
 
 
 def params_to_numpy(model: nnx.Module) -> dict[Path, np.ndarray]:
-    return {p: np.asarray(jax.device_get(v)) for p, v in _flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()}
+    """The parameters as numpy; sharded over several processes, gathered from all (a collective)."""
+    return {p: to_host(v) for p, v in _flatten(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()}
 
 
 def params_tree(flat: Mapping[Path, object]) -> dict:

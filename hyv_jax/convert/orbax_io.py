@@ -21,7 +21,8 @@ def save_params(directory: str | Path, flat: Mapping[tuple[str, ...], np.ndarray
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / PARAMS_DIR, params_tree(flat), force=True)
     checkpointer.wait_until_finished()
-    (directory / INFO_FILE).write_text(json.dumps(dict(info), indent=2, default=str))
+    if jax.process_index() == 0:  # every process of a multi-host job saves together; one writes the record
+        (directory / INFO_FILE).write_text(json.dumps(dict(info), indent=2, default=str))
 
 
 def read_info(directory: str | Path) -> dict:

@@ -5,8 +5,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from hyv_jax.nn.dense import Dense
+from hyv_jax.nn.remat import MLP_HIDDEN
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -32,7 +34,7 @@ class MLP(nnx.Module):
         self.fc2 = Dense(hidden, dim, in_axes=("mlp",), out_axes=("embed",), **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(checkpoint_name(self.act(self.fc1(x)), MLP_HIDDEN))
 
 
 class MLPEmbedder(nnx.Module):

@@ -7,6 +7,7 @@ times `context` (inner, the Ulysses all-to-all of size `ulysses_degree`), so the
 stays among neighbouring devices.
 """
 
+import os
 from collections.abc import Mapping
 
 import jax
@@ -56,11 +57,48 @@ def mesh_from_config(parallel: Mapping) -> Mesh:
     return make_mesh(sizes)
 
 
-def initialize_distributed(parallel: Mapping) -> None:
-    """Joins the processes of a multi-host job (call before any other JAX use). With
-    `distributed` false it does nothing; empty coordinator fields let JAX auto-detect them
-    (Cloud TPU, SLURM, Open MPI)."""
-    if not parallel.get("distributed", False):
-        return
-    kwargs = {k: parallel[k] for k in ("coordinator_address", "num_processes", "process_id") if parallel.get(k) not in (None, "", -1)}
-    jax.distributed.initialize(**kwargs)
+def launcher_from_environment(env: Mapping[str, str] | None = None) -> str | None:
+    """The multi-process launcher this process runs under, judged from the environment
+    variables `jax.distributed.initialize` reads, or None for a single-process run."""
+    env = os.environ if env is None else env
+
+    def count(name: str) -> int:
+        try:
+            return int(env.get(name, "1"))
+        except ValueError:
+            return 1
+
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        return "JAX_COORDINATOR_ADDRESS"
+    if "SLURM_JOB_ID" in env and count("SLURM_NTASKS") > 1:
+        return "SLURM"
+    if len([h for h in (env.get("TPU_PROCESS_ADDRESSES") or env.get("TPU_WORKER_HOSTNAMES") or "").split(",") if h]) > 1:
+        return "GKE TPU"
+    if "OMPI_MCA_orte_hnp_uri" in env and count("OMPI_COMM_WORLD_SIZE") > 1:
+        return "Open MPI"
+    return None
+
+
+def initialize_distributed(parallel: Mapping) -> bool:
+    """Joins the processes of a multi-host job (call before any other JAX use); returns whether
+    it did. `distributed`: True joins (coordinator fields left empty are detected by JAX: SLURM,
+    Cloud TPU VMs and GKE, Open MPI, $JAX_COORDINATOR_ADDRESS), False never does, None joins
+    when a config field or the environment names a multi-process job (launcher_from_environment;
+    a Cloud TPU VM slice found only through its metadata server needs True).
+    `coordinator_bind_address` (default $JAX_COORDINATOR_BIND_ADDRESS, else every interface at
+    the coordinator's port) is where process 0 listens; the timeouts bound the wait for all
+    processes to join, the silence after which a lost process fails the job, and the wait for
+    all to shut down."""
+    explicit = {k: parallel[k] for k in ("coordinator_address", "num_processes", "process_id")
+                if parallel.get(k) not in (None, "", -1)}
+    distributed = parallel.get("distributed")
+    if distributed is False or (distributed is None and not explicit and launcher_from_environment() is None):
+        return False
+    jax.distributed.initialize(
+        **explicit,
+        coordinator_bind_address=parallel.get("coordinator_bind_address") or None,
+        initialization_timeout=int(parallel.get("initialization_timeout_s", 300)),
+        heartbeat_timeout_seconds=int(parallel.get("heartbeat_timeout_s", 100)),
+        shutdown_timeout_seconds=int(parallel.get("shutdown_timeout_s", 300)),
+    )
+    return True

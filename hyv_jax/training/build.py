@@ -3,6 +3,7 @@ transformer checkpoint for sample.py, a diffusers LoRA)."""
 
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
@@ -14,6 +15,7 @@ from hyv_jax.lora.writer import save_lora
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.logical_axes import param_shardings
 from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.parallel.processes import barrier, is_main, to_host
 from hyv_jax.training.lora import inject_lora, merge_lora
 from hyv_jax.training.lora_files import export_lora, init_adapters
 from hyv_jax.training.trainer import Trainer
@@ -45,20 +47,31 @@ def build_trainer(config, plan: ParallelPlan, init_dir: str | Path | None = None
     return Trainer(build_model(config, plan.mesh, init_dir, init_lora), config.training, plan, lora=bool(config.training.lora.enabled))
 
 
+def with_host_adapters(model: nnx.Module) -> nnx.Module:
+    """The model with its LoRA adapters gathered into numpy arrays (from every process's
+    devices: a collective), the rest as it is: what the diffusers export reads."""
+    graphdef, adapters, rest = nnx.split(model, nnx.LoRAParam, ...)
+    return nnx.merge(graphdef, jax.tree.map(to_host, adapters), rest)
+
+
 def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False) -> dict[str, Path]:
     """Writes the trained transformer (LoRA merged in) as a converted checkpoint that
     `restore_transformer` / sample.py load, and for LoRA also `lora.safetensors` in the
-    diffusers layout. Returns the written paths. Call it when training is over: merging may
-    write into the trainer's frozen base weights."""
+    diffusers layout. Returns the written paths. Call it when training is over, on every
+    process (the weights are gathered from all; process 0 writes the files): merging may write
+    into the trainer's frozen base weights."""
     out_dir = Path(out_dir)
     model = trainer.model(use_ema)
     written = {}
     if trainer.lora:
         written["lora"] = out_dir / "lora.safetensors"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_lora(written["lora"], export_lora(model))
+        adapters = export_lora(with_host_adapters(model))
+        if is_main():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_lora(written["lora"], adapters)
         model = merge_lora(model)
     save_converted(out_dir / "transformer", params_to_numpy(model), MODEL_KIND, model.config, "train.py",
                    jnp.dtype(model.config.param_dtype))
     written["transformer"] = out_dir / "transformer"
+    barrier("trained model written")
     return written

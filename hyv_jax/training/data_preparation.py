@@ -9,6 +9,7 @@ centre-cropped) and trimmed to the longest allowed 1+4k frame count it has; the 
 """
 
 import dataclasses
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -97,10 +98,13 @@ def encode_clip(vae, frames: np.ndarray) -> np.ndarray:
 
 
 def prepare_dataset(items: Iterator[tuple[np.ndarray, str, str]], out_dir: str | Path, *, vae, text_encoder,
-                    buckets: Buckets, shard_size: int = 1024, log=print) -> dict:
-    """Encodes every (frames, caption, name) item into shards under out_dir; returns the index."""
+                    buckets: Buckets, shard_size: int = 1024, log=print, report_every_s: float = 30.0) -> dict:
+    """Encodes every (frames, caption, name) item into shards under out_dir; returns the index.
+    `log` hears of the progress every `report_every_s` seconds and at the end."""
     writer = ShardWriter(out_dir, shard_size)
     skipped: list[str] = []
+    start = last_report = time.monotonic()
+    log(f"encoding clips into {out_dir} (each new clip shape compiles the VAE encoder first)")
     for frames, caption, name in items:
         clip = fit_clip(frames, buckets)
         if clip is None:
@@ -109,7 +113,13 @@ def prepare_dataset(items: Iterator[tuple[np.ndarray, str, str]], out_dir: str |
         text = text_encoder.encode([caption], mode="image" if clip.shape[0] == 1 else "video")
         writer.write({"latents": encode_clip(vae, clip), "text_states": text.states[0], "text_mask": text.mask[0],
                       "text_pooled": text.pooled[0]})
+        if time.monotonic() - last_report >= report_every_s:
+            last_report = time.monotonic()
+            log(f"{sum(b['count'] for b in writer.buckets.values())} clips encoded, {len(skipped)} skipped, "
+                f"{last_report - start:.0f} s")
     index = writer.close()
+    count = sum(b["count"] for b in index["buckets"].values())
+    log(f"{count} clips encoded into {len(index['buckets'])} buckets in {time.monotonic() - start:.0f} s")
     if skipped:
         log(f"skipped {len(skipped)} clips shorter than the smallest frame bucket {min(buckets.frames)}: {skipped[:5]}")
     return index

@@ -21,10 +21,12 @@ def learning_rate_schedule(lr: float, warmup_steps: int, total_steps: int, sched
     return optax.join_schedules([warmup, after], [warmup_steps]) if warmup_steps > 0 else after
 
 
-def make_optimizer(cfg) -> tuple[optax.GradientTransformation, Callable]:
+def make_optimizer(cfg, training_steps: int) -> tuple[optax.GradientTransformation, Callable]:
     """cfg: the `training.optimizer` section (lr, warmup_steps, total_steps, schedule, b1, b2,
-    eps, weight_decay, grad_clip). Returns (optimizer, schedule)."""
-    schedule = learning_rate_schedule(cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.schedule)
+    eps, weight_decay, grad_clip); the schedule spans `total_steps`, or `training_steps` when
+    that is -1. Returns (optimizer, schedule)."""
+    total_steps = training_steps if cfg.total_steps == -1 else cfg.total_steps
+    schedule = learning_rate_schedule(cfg.lr, cfg.warmup_steps, total_steps, cfg.schedule)
     chain = []
     if cfg.grad_clip:
         chain.append(optax.clip_by_global_norm(cfg.grad_clip))

@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hyv_jax.parallel.logical_axes import param_shardings
 from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.parallel.processes import barrier, check_same_everywhere, from_local_rows, local_rows
 from hyv_jax.training.flow_matching import flow_matching_loss, noisy_latents, sample_time
 from hyv_jax.training.latent_records import FIELDS
 from hyv_jax.training.optimizer import make_optimizer
@@ -66,11 +67,13 @@ class Trainer:
         self.graphdef, params, frozen = nnx.split(model, trainable, ...)
         if not jax.tree.leaves(params):
             raise ValueError("nothing to train: LoRA training needs adapters injected (training.lora.targets)")
-        self.optimizer, self.schedule = make_optimizer(cfg.optimizer)
+        self.optimizer, self.schedule = make_optimizer(cfg.optimizer, cfg.steps)
         by_path = param_shardings(model, mesh)
         self.param_shardings = _state_shardings(params, by_path, mesh)
         self.frozen = jax.device_put(frozen, _state_shardings(frozen, by_path, mesh))
         self.batch_sharding = batch_sharding(mesh, cfg.batch_size)
+        # the rows of each global batch this process feeds (data_pipeline.training_batches(rows=...))
+        self.batch_rows = local_rows(self.batch_sharding, cfg.batch_size)
         self.state = self._init_state(jax.device_put(params, self.param_shardings))
         self.state_shardings = jax.tree.map(lambda x: x.sharding, self.state)
         self._step = jax.jit(
@@ -132,10 +135,18 @@ class Trainer:
         missing = [k for k in FIELDS if k not in batch]
         if missing:
             raise ValueError(f"training batch lacks {missing}; it needs {FIELDS}")
-        # Each host holds its slice of the global batch (data_pipeline shards records by host).
-        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(batch[k])) for k in FIELDS}
+        wrong = {k: np.shape(batch[k]) for k in FIELDS if len(batch[k]) != len(self.batch_rows)}
+        if wrong:
+            raise ValueError(f"this process feeds rows {self.batch_rows} of each global batch of {self.cfg.batch_size}, "
+                             f"but its batch has shapes {wrong}")
+        return {k: from_local_rows(np.asarray(batch[k]), self.batch_rows, self.batch_sharding, self.cfg.batch_size)
+                for k in FIELDS}
 
     def step(self, batch: Mapping[str, np.ndarray]) -> StepMetrics:
+        if not self._compiled:
+            barrier("first step")  # start-up skew (e.g. cached compiles on one host) ends here
+        # All processes must feed one global shape, or each would compile another program.
+        check_same_everywhere([d for k in FIELDS for d in np.shape(batch[k])[1:]], "the shapes of this step's batch")
         batch = self.put_batch(batch)
         key = tuple(batch[k].shape for k in FIELDS)
         if key not in self._compiled:
@@ -143,6 +154,9 @@ class Trainer:
             cost = compiled.cost_analysis()
             cost = cost[0] if isinstance(cost, list | tuple) else cost
             self._compiled[key] = compiled, (float(cost["flops"]) if cost and "flops" in cost else None)
+            # A host that compiled from the persistent cache waits here for the others instead of
+            # in the step's first collective, which gloo (CPU) abandons after 30 s.
+            barrier("compiled")
         compiled, self.flops_per_step = self._compiled[key]
         start = time.perf_counter()
         self.state, metrics = compiled(self.state, self.frozen, batch)

@@ -62,16 +62,67 @@ def test_shuffle_is_deterministic_and_state_resumes(shards):
     assert [_ids(next(it2)) for _ in range(3)] == first[3:]
 
 
-def test_hosts_get_disjoint_complete_shares(shards):
-    per_host = []
-    for p in range(2):
-        it = training_batches(shards, 4, seed=1, process_index=p, process_count=2)
-        ids = []
-        for _ in range(5):  # local batch 2: 3 + 2 batches per host and epoch
-            ids += _ids(next(it))
-        per_host.append(set(ids))
-    assert not per_host[0] & per_host[1]
-    assert per_host[0] | per_host[1] == set(range(20))
+def test_processes_read_their_rows_of_the_same_global_batches(shards):
+    """Two processes feeding rows 0-1 and 2-3 of each global batch of 4 read disjoint records
+    that together are the one-process batches, step by step and across epochs; processes
+    holding the same rows (replicas) read the same records."""
+    whole = training_batches(shards, 4, seed=1)
+    halves = [training_batches(shards, 4, seed=1, rows=rows) for rows in ([0, 1], [2, 3])]
+    replica = training_batches(shards, 4, seed=1, rows=[2, 3])
+    seen = []
+    for _ in range(12):  # 5 batches per epoch: crosses two epoch boundaries
+        full, (a, b) = next(whole), (next(h) for h in halves)
+        assert _ids(a) + _ids(b) == _ids(full)
+        assert _ids(next(replica)) == _ids(b)
+        for name in full:
+            np.testing.assert_array_equal(np.concatenate([a[name], b[name]]), full[name])
+        seen.append(_ids(full))
+    assert sorted(i for ids in seen[:5] for i in ids) == list(range(20))
+
+
+def test_every_process_feeds_the_same_shapes_with_uneven_buckets(tmp_path):
+    """32 three-frame clips and 7 single frames, global batch 4 over two processes: bucket
+    choices follow the global counts (8 and 1 batches per epoch), so at every step both
+    processes feed the same bucket; the 3 frames left over are dropped by both."""
+    write_records(tmp_path, [_example(i, (3, 4, 4, 4) if i < 32 else (1, 4, 4, 4)) for i in range(39)], shard_size=8)
+    halves = [training_batches(tmp_path, 4, seed=0, rows=rows) for rows in ([0, 1], [2, 3])]
+    shapes = set()
+    for _ in range(27):  # three epochs
+        a, b = (next(h) for h in halves)
+        assert a["latents"].shape == b["latents"].shape
+        shapes.add(a["latents"].shape)
+    assert shapes == {(2, 3, 4, 4, 4), (2, 1, 4, 4, 4)}
+
+
+def test_a_damaged_shard_is_named(shards, tmp_path):
+    import shutil
+
+    from hyv_jax.training.data_pipeline import DamagedShardError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shards, copy)
+    shard = sorted((copy / "t2_h4_w4").glob("*.array_record"))[1]
+    shard.write_bytes(shard.read_bytes()[:3000])
+    with pytest.raises(DamagedShardError, match=f"shard {shard} is damaged .*prepare the dataset again"):
+        training_batches(copy, 4)
+
+
+def test_a_damaged_record_is_named_with_its_shard(tmp_path):
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    from hyv_jax.training.data_pipeline import DamagedShardError
+    from hyv_jax.training.latent_records import encode_record
+
+    write_records(tmp_path, [_example(i, (1, 4, 4, 4)) for i in range(4)], shard_size=4)
+    shard = tmp_path / "t1_h4_w4" / "shard-00000.array_record"
+    writer = ArrayRecordWriter(str(shard), "group_size:1")  # the same records, the third cut short
+    for i in range(4):
+        data = encode_record(_example(i, (1, 4, 4, 4)))
+        writer.write(data[:-8] if i == 2 else data)
+    writer.close()
+    with pytest.raises(DamagedShardError, match=f"shard {shard} is damaged \\(record 2: .*does not match its header"):
+        for _ in range(3):
+            next(training_batches(tmp_path, 4, seed=0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +168,12 @@ def test_prepare_folder_with_vae_and_text_encoder(tmp_path):
     vae = CausalVideoVAE(VAEConfig.from_mapping(load_config("configs/tiny.py").vae), rngs=nnx.Rngs(0))
     text = _StandInEncoder()
     buckets = Buckets(resolutions=((16, 16), (16, 32)), frames=(1, 5))
-    index = prepare_dataset(folder_items(src), tmp_path / "out", vae=vae, text_encoder=text, buckets=buckets, log=lambda _: None)
+    progress = []
+    index = prepare_dataset(folder_items(src), tmp_path / "out", vae=vae, text_encoder=text, buckets=buckets,
+                            log=progress.append, report_every_s=0)
+    assert progress[0].startswith(f"encoding clips into {tmp_path / 'out'}")  # before the first (slowest) clip
+    assert [line.split(",")[0] for line in progress[1:4]] == ["1 clips encoded", "2 clips encoded", "3 clips encoded"]
+    assert progress[4].startswith("3 clips encoded into 3 buckets in ")
     assert {k: v["count"] for k, v in index["buckets"].items()} == {"t2_h2_w2": 1, "t1_h2_w2": 1, "t1_h2_w4": 1}  # 3 frames -> 1
     assert sorted(text.calls) == [(("a blue square",), "image"), (("a red circle moving left",), "video"), (("too short",), "image")]
 

@@ -1,6 +1,6 @@
-"""The training step: it learns, it resumes bit-exactly from a checkpoint, and on 8 simulated
-devices (data x fsdp x context, ring attention over the context axis) it computes what one
-device does."""
+"""The training step: it learns, it resumes bit-exactly from a checkpoint, it can be profiled,
+and on 8 simulated devices (data x fsdp x context, ring attention over the context axis) it
+computes what one device does."""
 
 import jax
 import numpy as np
@@ -15,6 +15,7 @@ from hyv_jax.training.checkpointing import TrainCheckpoints
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
 from hyv_jax.training.loop import resume, train
+from hyv_jax.training.profiling import StepProfiler
 from hyv_jax.training.trainer import Trainer
 
 OVERRIDES = ["training.optimizer.warmup_steps=1", "training.optimizer.lr=0.003", "training.ema_decay=0.5"]
@@ -128,3 +129,15 @@ def test_eight_device_step_equals_single_device(single):
     worst_mu = max(float(np.abs(a[k] - b[k]).max() / (np.abs(b[k]).max() + 1e-30)) for k in mus)
     print(f"after 2 steps, 8 vs 1 device: max |param diff| = {worst_param:.2e} x lr; first moments max rel error {worst_mu:.2e}")
     assert worst_mu < 1e-4 and worst_param < 0.05
+
+
+def test_profile_steps_write_one_trace_of_those_steps(single, tmp_path):
+    write_records(tmp_path / "data", _examples(4), shard_size=4)
+    start = single.step_count
+    profiler = StepProfiler.parse(f"{start + 2}:{start + 3}", tmp_path / "profile")
+    train(single, training_batches(tmp_path / "data", 2), steps=start + 4, profiler=profiler)
+    assert not profiler.active
+    traces = list((tmp_path / "profile" / "process_0").rglob("*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
+    with pytest.raises(ValueError, match="expected N:M"):
+        StepProfiler.parse("3-5", tmp_path)
