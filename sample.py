@@ -268,16 +268,15 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
 
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
-    import jax
-
     from hyv_jax.parallel.devices import cpu_fallback_warning, device_summary
     from hyv_jax.parallel.mesh import initialize_distributed
     from hyv_jax.parallel.plan import plan_if_parallel
+    from hyv_jax.parallel.processes import is_main, main_print
 
     initialize_distributed(p.config.parallel)  # before any other use of JAX
     enable_compilation_cache(p.compile_cache)
-    lead = jax.process_index() == 0  # only process 0 prints and writes
-    say = print if lead else lambda *a, **k: None
+    lead = is_main()  # only process 0 prints and writes
+    say = main_print
     if lead and (warning := cpu_fallback_warning()):
         print(warning, file=sys.stderr)
     parallel = plan_if_parallel(p.config.parallel)

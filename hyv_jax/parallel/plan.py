@@ -94,17 +94,6 @@ def _attend(q, k, v, kv_lengths, *, impl):
     return attention(q, k, v, kv_lengths=kv_lengths, impl=impl)
 
 
-def to_host(x: jax.Array) -> np.ndarray:
-    """The whole array on this host, also when its shards live on other processes' devices."""
-    if x.is_fully_addressable:
-        return np.asarray(jax.device_get(x))
-    if x.is_fully_replicated:
-        return np.asarray(x.addressable_data(0))
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 def local_mesh() -> Mesh:
     """This process's devices as one `fsdp` axis (data, context, tensor of size 1): for models
     every process runs by itself, such as the text encoders, sharded to fit."""

@@ -55,6 +55,8 @@ def to_host(x) -> np.ndarray:
     """A jax.Array (sharded over any processes' devices) or array-like as one numpy array; a
     collective for arrays that span other processes' devices."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if x.is_fully_replicated:  # every process holds it whole: no collective needed
+            return np.asarray(x.addressable_data(0))
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(jax.device_get(x))
 

@@ -18,6 +18,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.parallel.processes import barrier
 from hyv_jax.sampling.euler import euler_step
 from hyv_jax.sampling.guidance import combine_cfg
 from hyv_jax.sampling.schedule import FlowSchedule
@@ -88,10 +89,14 @@ def denoise_step(model, policy: VelocityPolicy, parallel: ParallelPlan | None, l
 
 class CompiledStep:
     """`denoise_step` of one model graph, policy and plan, jitted over the split state; `traces`
-    counts how often it was traced (once per input shapes)."""
+    counts how often it was traced (once per input shapes). With several processes each new
+    input signature is compiled ahead and the processes meet at a barrier before running it:
+    a process that found the program in the persistent cache must not wait for the others
+    inside the first collective (CPU collectives give up after 30 s)."""
 
     def __init__(self, graphdef: nnx.GraphDef, policy: VelocityPolicy, parallel: ParallelPlan | None = None):
         self.traces = 0
+        self._executables: dict = {}  # multi-process: input signature -> compiled step
 
         def step(state, latents, t, sigma, sigma_next, conditions, carry):
             self.traces += 1
@@ -100,7 +105,15 @@ class CompiledStep:
         self._jitted = jax.jit(step)
 
     def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry):
-        return self._jitted(state, latents, t, sigma, sigma_next, conditions, carry)
+        args = (state, latents, t, sigma, sigma_next, conditions, carry)
+        if jax.process_count() == 1:
+            return self._jitted(*args)
+        leaves, tree = jax.tree.flatten(args)
+        key = (tree, tuple((np.shape(a), np.result_type(a), getattr(a, "sharding", None)) for a in leaves))
+        if key not in self._executables:
+            self._executables[key] = self._jitted.lower(*args).compile()
+            barrier("compiled denoising step")
+        return self._executables[key](*args)
 
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,

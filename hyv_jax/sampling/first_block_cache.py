@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hyv_jax.parallel.plan import to_host
+from hyv_jax.parallel.processes import to_host
 
 
 class BlockCache(NamedTuple):

@@ -24,7 +24,8 @@ from hyv_jax.loading.models import load_text_encoder, load_transformer, load_vae
 from hyv_jax.loading.paths import ModelPaths
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
-from hyv_jax.parallel.plan import ParallelPlan, local_mesh, to_host
+from hyv_jax.parallel.plan import ParallelPlan, local_mesh
+from hyv_jax.parallel.processes import is_main, to_host
 from hyv_jax.sampling.denoise import CompiledStep, FullModel, StepConditions, VelocityPolicy, denoise
 from hyv_jax.sampling.first_block_cache import FirstBlockCache
 from hyv_jax.sampling.frames import decode_latents, to_uint8
@@ -136,7 +137,7 @@ class TextToVideoPipeline:
         policy, carry = self.policy(options, (text.states.shape[0], *noise.shape[1:]), conditions, **policy_options)
         carry = self.plan.replicate(carry) if self.plan else jax.device_put(carry, jax.local_devices()[0])
         latents, carry = denoise(self.compiled_step(policy), self.state, self.place(np.asarray(noise, np.float32)), schedule,
-                                 conditions, carry, progress=progress and jax.process_index() == 0)
+                                 conditions, carry, progress=progress and is_main())
         return to_host(latents), policy.full_steps(carry, options.steps)
 
     def decode(self, latents: np.ndarray, options: SamplingOptions) -> jax.Array:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hyv_jax.parallel.plan import to_host
+from hyv_jax.parallel.processes import to_host
 
 STEP_CACHE_STEPS = 30
 CACHED_STEPS = frozenset({11, 12, 14, 15, 17, 18, 20, 21})
