@@ -27,21 +27,29 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
     return create(rngs)
 
 
-def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none", start: int = 0) -> C:
+def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none", start: int = 0,
+                outputs: bool = False):
     """Applies `step(layer, carry)` for each layer of a stack in order; with per-layer inputs
     `xs` (leading axis = layers), `step(layer, carry, x)`. Each layer is rematerialised in the
     backward pass per `remat_policy` (see nn/remat.py). Layers before `start` pass the carry
-    through (skipped in the scan: slicing the stack would copy its weights)."""
+    through (skipped in the scan: slicing the stack would copy its weights). With `outputs`,
+    `step` returns (carry, y) and the result is (carry, ys) with ys stacked over the layers
+    (the layer outputs a later stack consumes, as long skip connections do)."""
+    if outputs and start:
+        raise ValueError("scan_layers: outputs are collected from every layer; start must be 0")
     graphdef, state = nnx.split(layers)
 
     def body(c, scanned):
         layer_state, x, index = scanned
         layer = nnx.merge(graphdef, layer_state)
         apply = lambda c: step(layer, c) if xs is None else step(layer, c, x)  # noqa: E731
+        if outputs:
+            return apply(c)
         return (apply(c) if not start else jax.lax.cond(index >= start, apply, lambda c: c, c)), None
 
     indices = jnp.arange(layer_count(layers))
-    return jax.lax.scan(remat(body, remat_policy), carry, (state, xs, indices))[0]
+    carry, ys = jax.lax.scan(remat(body, remat_policy), carry, (state, xs, indices))
+    return (carry, ys) if outputs else carry
 
 
 def layer_count(layers: nnx.Module) -> int:
