@@ -49,6 +49,15 @@ def open_dit_checkpoint(path: str | Path, load_key: str = "ema") -> TensorSource
     return TensorSource({k: tuple(v.shape) for k, v in tensors.items()}, lambda k: torch_to_numpy(tensors[k]), f"{path} [{load_key}]")
 
 
+def from_section(section, read, marker: str):
+    """read(section) of a Hunyuan-DiT config section, which holds `marker`; another model's
+    section (the converter's default config is HunyuanVideo's) fails with what to pass."""
+    if marker not in section:
+        raise ValueError("the config is not a Hunyuan-DiT one: pass --config configs/hunyuan_dit.py "
+                         "(hunyuan_dit_v1_1.py for v1.0/v1.1 weights, tiny_hunyuan_dit.py for the tiny model)")
+    return read(section)
+
+
 def abstract_hunyuan_dit(config: HunyuanDiTConfig) -> HunyuanDiT:
     return nnx.eval_shape(lambda: HunyuanDiT(config, rngs=nnx.Rngs(0)))
 

@@ -75,10 +75,16 @@ def write_tokenizer(source: Path, out_dir: Path) -> None:
         shutil.copyfile(source / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
     else:
         try:
-            from transformers import AutoTokenizer
+            import transformers
         except ImportError as e:
             raise ImportError(f"{source} has no {TOKENIZER_FILE}; building one needs transformers: pip install transformers") from e
-        AutoTokenizer.from_pretrained(str(source)).backend_tokenizer.save(str(out_dir / TOKENIZER_FILE))
+        if (source / "tokenizer_config.json").exists():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(source))
+        else:  # a bare WordPiece vocabulary names no tokenizer class: BERT's
+            tokenizer = transformers.BertTokenizer(str(source / "vocab.txt"))
+        backend = tokenizer.backend_tokenizer
+        backend.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)  # names the pad token
+        backend.save(str(out_dir / TOKENIZER_FILE))
     for name in TOKENIZER_EXTRAS:
         if (source / name).exists():
             shutil.copyfile(source / name, out_dir / name)
@@ -95,9 +101,10 @@ def _checked_spec(folder: Path, spec: TextCheckpoint) -> TextCheckpoint:
 def convert_hunyuan_dit_text(path: str | Path, section: str, config, out_dir: str | Path, *, dtype=ml_dtypes.bfloat16) -> None:
     """Converts one encoder (`section` "bert" or "mt5") to Orbax and writes its tokenizer."""
     path, spec = Path(path), SPECS[section]
+    source = open_checkpoint(path)
     folder = path if path.is_dir() else path.parent
     tokenizer = tokenizer_folder(path, section)
     check_hf_config(folder, _checked_spec(folder, spec), config)
-    flat = read_torch_text(open_checkpoint(path), spec, config, dtype)
+    flat = read_torch_text(source, spec, config, dtype)
     save_converted(out_dir, flat, spec.kind, config, path, dtype)
     write_tokenizer(tokenizer, Path(out_dir))
