@@ -5,6 +5,7 @@ configs/hunyuan_dit_v1_1.py has the v1.0/v1.1 differences."""
 
 import ml_collections
 
+from configs import hunyuan_video_t2v
 from hyv_jax.sampling.hunyuan_dit_options import NEGATIVE_PROMPT
 
 
@@ -109,15 +110,5 @@ def get_config() -> ml_collections.ConfigDict:
         )
     )
     config.allow_random_weights = False
-    config.parallel = ml_collections.ConfigDict(
-        dict(
-            mesh=dict(data=1, fsdp=-1, context=1, tensor=1),
-            context_strategy="none",
-            ulysses_degree=1,
-            distributed=False,
-            coordinator_address="",
-            num_processes=-1,
-            process_id=-1,
-        )
-    )
+    config.parallel = hunyuan_video_t2v.get_config().parallel  # the same mesh and context options
     return config

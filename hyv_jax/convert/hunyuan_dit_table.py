@@ -5,7 +5,7 @@ renames it). Built from the config, so they serve the released and the tiny mode
 """
 
 from hyv_jax.convert.mapping import Regroup, Rule, Slot
-from hyv_jax.convert.rule_builders import PROJ, dense, layer_norm
+from hyv_jax.convert.rule_builders import PROJ, chunk, dense, layer_norm, rename
 from hyv_jax.convert.transforms import Linear, Same
 from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiTConfig
 
@@ -58,53 +58,43 @@ def hunyuan_dit_rules(config: HunyuanDiTConfig) -> list[Rule]:
     return rules
 
 
-def _rename(groups, official, diffusers, suffixes=("weight", "bias")):
-    for s in suffixes:
-        groups.append(Regroup(f"{official}.{s}" if s else official, (f"{diffusers}.{s}" if s else diffusers,)))
-
-
-def _chunk(groups, official, pieces, sizes, reverse=False):
-    for s in ("weight", "bias"):
-        groups.append(Regroup(f"{official}.{s}", tuple(f"{p}.{s}" for p in pieces), sizes, reverse))
-
-
 def diffusers_regroups(config: HunyuanDiTConfig) -> list[Regroup]:
     """Official names <-> diffusers `HunyuanDiT2DModel` names."""
     d = config.hidden_size
     g: list[Regroup] = []
-    _rename(g, "mlp_t5.0", "text_embedder.linear_1")
-    _rename(g, "mlp_t5.2", "text_embedder.linear_2")
-    _rename(g, "text_embedding_padding", "text_embedding_padding", ("",))
-    _rename(g, "pooler.positional_embedding", "time_extra_emb.pooler.positional_embedding", ("",))
+    rename(g, "mlp_t5.0", "text_embedder.linear_1")
+    rename(g, "mlp_t5.2", "text_embedder.linear_2")
+    rename(g, "text_embedding_padding", "text_embedding_padding", ("",))
+    rename(g, "pooler.positional_embedding", "time_extra_emb.pooler.positional_embedding", ("",))
     for proj in ("q_proj", "k_proj", "v_proj", "c_proj"):
-        _rename(g, f"pooler.{proj}", f"time_extra_emb.pooler.{proj}")
+        rename(g, f"pooler.{proj}", f"time_extra_emb.pooler.{proj}")
     if config.size_style_cond:
-        _rename(g, "style_embedder", "time_extra_emb.style_embedder", ("weight",))
-    _rename(g, "x_embedder.proj", "pos_embed.proj")
-    _rename(g, "t_embedder.mlp.0", "time_extra_emb.timestep_embedder.linear_1")
-    _rename(g, "t_embedder.mlp.2", "time_extra_emb.timestep_embedder.linear_2")
-    _rename(g, "extra_embedder.0", "time_extra_emb.extra_embedder.linear_1")
-    _rename(g, "extra_embedder.2", "time_extra_emb.extra_embedder.linear_2")
+        rename(g, "style_embedder", "time_extra_emb.style_embedder", ("weight",))
+    rename(g, "x_embedder.proj", "pos_embed.proj")
+    rename(g, "t_embedder.mlp.0", "time_extra_emb.timestep_embedder.linear_1")
+    rename(g, "t_embedder.mlp.2", "time_extra_emb.timestep_embedder.linear_2")
+    rename(g, "extra_embedder.0", "time_extra_emb.extra_embedder.linear_1")
+    rename(g, "extra_embedder.2", "time_extra_emb.extra_embedder.linear_2")
     for i in range(config.depth):
         b = f"blocks.{i}"
-        _rename(g, f"{b}.norm1", f"{b}.norm1.norm")
-        _rename(g, f"{b}.default_modulation.1", f"{b}.norm1.linear")
-        _chunk(g, f"{b}.attn1.Wqkv", (f"{b}.attn1.to_q", f"{b}.attn1.to_k", f"{b}.attn1.to_v"), (d, d, d))
-        _rename(g, f"{b}.attn2.q_proj", f"{b}.attn2.to_q")
-        _chunk(g, f"{b}.attn2.kv_proj", (f"{b}.attn2.to_k", f"{b}.attn2.to_v"), (d, d))
+        rename(g, f"{b}.norm1", f"{b}.norm1.norm")
+        rename(g, f"{b}.default_modulation.1", f"{b}.norm1.linear")
+        chunk(g, f"{b}.attn1.Wqkv", (f"{b}.attn1.to_q", f"{b}.attn1.to_k", f"{b}.attn1.to_v"), (d, d, d))
+        rename(g, f"{b}.attn2.q_proj", f"{b}.attn2.to_q")
+        chunk(g, f"{b}.attn2.kv_proj", (f"{b}.attn2.to_k", f"{b}.attn2.to_v"), (d, d))
         for attn in ("attn1", "attn2"):
-            _rename(g, f"{b}.{attn}.q_norm", f"{b}.{attn}.norm_q")
-            _rename(g, f"{b}.{attn}.k_norm", f"{b}.{attn}.norm_k")
-            _rename(g, f"{b}.{attn}.out_proj", f"{b}.{attn}.to_out.0")
+            rename(g, f"{b}.{attn}.q_norm", f"{b}.{attn}.norm_q")
+            rename(g, f"{b}.{attn}.k_norm", f"{b}.{attn}.norm_k")
+            rename(g, f"{b}.{attn}.out_proj", f"{b}.{attn}.to_out.0")
         # diffusers swaps the names of the cross-attention norm (upstream norm3) and the MLP's (norm2)
-        _rename(g, f"{b}.norm2", f"{b}.norm3")
-        _rename(g, f"{b}.norm3", f"{b}.norm2")
-        _rename(g, f"{b}.mlp.fc1", f"{b}.ff.net.0.proj")
-        _rename(g, f"{b}.mlp.fc2", f"{b}.ff.net.2")
+        rename(g, f"{b}.norm2", f"{b}.norm3")
+        rename(g, f"{b}.norm3", f"{b}.norm2")
+        rename(g, f"{b}.mlp.fc1", f"{b}.ff.net.0.proj")
+        rename(g, f"{b}.mlp.fc2", f"{b}.ff.net.2")
         if i > config.depth // 2:
-            _rename(g, f"{b}.skip_norm", f"{b}.skip_norm")
-            _rename(g, f"{b}.skip_linear", f"{b}.skip_linear")
-    _rename(g, "final_layer.linear", "proj_out")
+            rename(g, f"{b}.skip_norm", f"{b}.skip_norm")
+            rename(g, f"{b}.skip_linear", f"{b}.skip_linear")
+    rename(g, "final_layer.linear", "proj_out")
     # diffusers' AdaLayerNormContinuous reads (scale, shift), upstream (shift, scale)
-    _chunk(g, "final_layer.adaLN_modulation.1", ("norm_out.linear",), (d, d), reverse=True)
+    chunk(g, "final_layer.adaLN_modulation.1", ("norm_out.linear",), (d, d), reverse=True)
     return g

@@ -6,7 +6,7 @@ is left out, as upstream loads it without); the tokenizer is the folder's own or
 `tokenizer` folder (vocab.txt). mt5: `t2i/mt5` (official; a full mT5, the decoder is left out)
 or `text_encoder_2` (diffusers, tokenizer in `tokenizer_2`). Folders without a tokenizer.json
 get one built by transformers from their vocab.txt / spiece.model (transformers must be
-installed for that).
+installed for that). A folder without safetensors is read from its one pytorch_model.bin.
 """
 
 import dataclasses
@@ -55,6 +55,19 @@ TOKENIZER_FOLDERS = {"bert": (".", "../tokenizer"), "mt5": (".", "../tokenizer_2
 TOKENIZER_SOURCES = ("vocab.txt", "spiece.model")
 
 
+def folder_weights(path: str | Path) -> Path:
+    """A Hugging Face folder's weights: the folder itself when it holds safetensors, else its one
+    PyTorch file (`pytorch_model.bin` as in the official t2i/ folders); a file stays as it is."""
+    path = Path(path)
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return path
+    pickles = sorted(f for f in path.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if len(pickles) != 1:
+        raise FileNotFoundError(f"{path} holds no .safetensors and {len(pickles)} PyTorch weight files "
+                                f"({[f.name for f in pickles]}); pass the weights file as --checkpoint")
+    return pickles[0]
+
+
 def tokenizer_folder(weights: Path, section: str) -> Path:
     folder = weights if weights.is_dir() else weights.parent
     for relative in TOKENIZER_FOLDERS[section]:
@@ -100,7 +113,7 @@ def _checked_spec(folder: Path, spec: TextCheckpoint) -> TextCheckpoint:
 
 def convert_hunyuan_dit_text(path: str | Path, section: str, config, out_dir: str | Path, *, dtype=ml_dtypes.bfloat16) -> None:
     """Converts one encoder (`section` "bert" or "mt5") to Orbax and writes its tokenizer."""
-    path, spec = Path(path), SPECS[section]
+    path, spec = folder_weights(path), SPECS[section]
     source = open_checkpoint(path)
     folder = path if path.is_dir() else path.parent
     tokenizer = tokenizer_folder(path, section)

@@ -1,5 +1,6 @@
 """SDXL VAE weights (Hunyuan-DiT's t2i/sdxl-vae-fp16-fix, diffusers' AutoencoderKL layout:
-`diffusion_pytorch_model.safetensors` or `.bin`) -> our parameters -> Orbax, and back."""
+`diffusion_pytorch_model.safetensors` or `.bin`, or their folder) -> our parameters -> Orbax,
+and back."""
 
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,6 +10,7 @@ from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
+from hyv_jax.convert.hunyuan_dit_text_checkpoint import folder_weights
 from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.sdxl_vae_table import sdxl_vae_rules
@@ -32,6 +34,7 @@ def export_torch_sdxl_vae(flat: Mapping, config: SDXLVAEConfig) -> dict[str, np.
 
 def convert_sdxl_vae(path: str | Path, config: SDXLVAEConfig, out_dir: str | Path, *, dtype=np.float32) -> None:
     """float32 by default (83M parameters); the compute dtype is chosen when restoring."""
+    path = folder_weights(path)
     save_converted(out_dir, read_torch_sdxl_vae(open_checkpoint(path), config, dtype), MODEL_KIND, config, path, dtype)
 
 

@@ -84,7 +84,7 @@ def test_text_encoder_folders(tmp_path):
 
     root = tmp_path / "t2i"
     bert = transformers.BertModel(transformers.BertConfig(
-        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32))
+        vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64))
     torch_random_init(bert, 1)
     bert.save_pretrained(root / "clip_text_encoder")
     (root / "clip_text_encoder" / "model.safetensors").unlink()  # pytorch_model.bin, as released
@@ -98,7 +98,7 @@ def test_text_encoder_folders(tmp_path):
     torch_random_init(mt5, 2)
     mt5.save_pretrained(root / "mt5")
     (root / "mt5" / "tokenizer.json").write_bytes((ASSETS / "mt5" / "tokenizer.json").read_bytes())
-    for name, checkpoint, module in (("bert", root / "clip_text_encoder" / "pytorch_model.bin", bert), ("mt5", root / "mt5", mt5)):
+    for name, checkpoint, module in (("bert", root / "clip_text_encoder", bert), ("mt5", root / "mt5", mt5)):
         out = tmp_path / f"{name}_jax"
         convert_main(["to-jax", "--model", name, "--config", TINY_CONFIG, "--checkpoint", str(checkpoint), "--out", str(out),
                       "--dtype", "float32"])
@@ -133,8 +133,8 @@ def test_sdxl_vae_folder(tmp_path):
                         norm_num_groups=TINY_VAE.norm_groups)
     torch_random_init(vae, 4)
     vae.save_pretrained(tmp_path / "sdxl-vae-fp16-fix")
-    convert_main(["to-jax", "--model", "sdxl_vae", "--config", TINY_CONFIG, "--checkpoint",
-                  str(tmp_path / "sdxl-vae-fp16-fix" / "diffusion_pytorch_model.safetensors"), "--out", str(tmp_path / "vae_jax")])
+    convert_main(["to-jax", "--model", "sdxl_vae", "--config", TINY_CONFIG, "--checkpoint", str(tmp_path / "sdxl-vae-fp16-fix"),
+                  "--out", str(tmp_path / "vae_jax")])
     config, flat = read_converted_sdxl_vae(tmp_path / "vae_jax")
     assert config == TINY_VAE and all(a.dtype == np.float32 for a in flat.values())
     convert_main(["to-torch", "--orbax", str(tmp_path / "vae_jax"), "--out", str(tmp_path / "vae.safetensors")])

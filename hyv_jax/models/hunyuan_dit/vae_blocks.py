@@ -7,39 +7,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hyv_jax.attention import attention
+from hyv_jax.models.vae_blocks import MidAttention, ResnetBlock
 from hyv_jax.nn.conv2d import Conv2d
-from hyv_jax.nn.dense import Dense
-from hyv_jax.nn.group_norm import GroupNorm
 
 
-class Resnet2d(nnx.Module):
-    """norm1, SiLU, conv1, norm2, SiLU, conv2, plus the input (a 1x1 conv_shortcut when the
-    channel count changes); diffusers' ResnetBlock2D without a time embedding."""
-
-    def __init__(self, in_channels: int, out_channels: int, *, groups: int, eps: float, dtype, param_dtype, rngs: nnx.Rngs):
-        conv = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.norm1 = GroupNorm(in_channels, groups, eps=eps, param_dtype=param_dtype, rngs=rngs)
-        self.conv1 = Conv2d(in_channels, out_channels, 3, **conv)
-        self.norm2 = GroupNorm(out_channels, groups, eps=eps, param_dtype=param_dtype, rngs=rngs)
-        self.conv2 = Conv2d(out_channels, out_channels, 3, **conv)
-        self.conv_shortcut = Conv2d(in_channels, out_channels, 1, **conv) if in_channels != out_channels else None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = self.conv1(jax.nn.silu(self.norm1(x)))
-        h = self.conv2(jax.nn.silu(self.norm2(h)))
-        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+def resnet_2d(in_channels: int, out_channels: int, **kw) -> ResnetBlock:
+    """diffusers' ResnetBlock2D without a time embedding (the VAE's resnet over 2D convs)."""
+    return ResnetBlock(in_channels, out_channels, conv=Conv2d, **kw)
 
 
-class Attention2d(nnx.Module):
-    """GroupNorm, one head over all h*w positions (no mask), output projection, residual."""
-
-    def __init__(self, channels: int, *, groups: int, eps: float, dtype, param_dtype, rngs: nnx.Rngs):
-        dense = dict(in_axes=("channels",), out_axes=("channels_out",), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.group_norm = GroupNorm(channels, groups, eps=eps, param_dtype=param_dtype, rngs=rngs)
-        self.to_q = Dense(channels, channels, **dense)
-        self.to_k = Dense(channels, channels, **dense)
-        self.to_v = Dense(channels, channels, **dense)
-        self.to_out = nnx.List([Dense(channels, channels, **dense)])
+class Attention2d(MidAttention):
+    """GroupNorm, one head over all h*w positions (no mask), output projection, residual: the
+    video VAE's mid attention without its frame-causal mask."""
 
     def __call__(self, x: jax.Array, impl: str) -> jax.Array:
         b, h, w, c = x.shape
@@ -52,7 +31,7 @@ class MidBlock2d(nnx.Module):
     def __init__(self, channels: int, *, groups: int, eps: float, dtype, param_dtype, rngs: nnx.Rngs):
         kw = dict(groups=groups, eps=eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.attentions = nnx.List([Attention2d(channels, **kw)])
-        self.resnets = nnx.List([Resnet2d(channels, channels, **kw), Resnet2d(channels, channels, **kw)])
+        self.resnets = nnx.List([resnet_2d(channels, channels, **kw), resnet_2d(channels, channels, **kw)])
 
     def __call__(self, x: jax.Array, impl: str) -> jax.Array:
         return self.resnets[1](self.attentions[0](self.resnets[0](x), impl))
@@ -86,7 +65,7 @@ class ResnetStage(nnx.Module):
                  dtype, param_dtype, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.resnets = nnx.List([
-            Resnet2d(in_channels if i == 0 else out_channels, out_channels, groups=groups, eps=eps, **kw) for i in range(layers)
+            resnet_2d(in_channels if i == 0 else out_channels, out_channels, groups=groups, eps=eps, **kw) for i in range(layers)
         ])
         self.downsamplers = nnx.List([Downsample2d(out_channels, **kw)]) if resample == "down" else None
         self.upsamplers = nnx.List([Upsample2d(out_channels, **kw)]) if resample == "up" else None

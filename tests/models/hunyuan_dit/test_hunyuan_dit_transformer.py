@@ -6,7 +6,6 @@ against diffusers and upstream's grid; the released sizes' parameter count."""
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -109,9 +108,10 @@ def test_input_errors():
     args = [np.moveaxis(a["x"], 1, -1), a["t"], a["text"], a["mask"], a["text_t5"], a["mask_t5"]]
     with pytest.raises(ValueError, match="not divisible by the patch"):
         model(np.ones((2, 7, 8, 4)), *args[1:])
-    with pytest.raises(ValueError, match=r"text_states_t5 must be \(2, 24, 48\)"):
+    with pytest.raises(ValueError, match=r"text_states_t5 must be \(2, 56, 48\)"):
         model(*args[:4], a["text_t5"][:, :5], a["mask_t5"])
     with pytest.raises(ValueError, match="takes no image_meta_size"):
         model(*args, image_meta_size=np.zeros((2, 6)), style=np.zeros((2,), np.int32))
     with pytest.raises(ValueError, match="must be even"):
         dataclasses.replace(TINY, depth=7)
+
