@@ -13,7 +13,6 @@ the ratio column is diffusers' time over ours.
 """
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig 
 from hyv_jax.models.hunyuan_dit.vae import SDXLVAE, SDXLVAEConfig  # noqa: E402
 from hyv_jax.sampling.hunyuan_dit_options import ImageSamplingOptions  # noqa: E402
 from hyv_jax.sampling.hunyuan_dit_pipeline import HunyuanDiTPipeline  # noqa: E402
+from transformer import timed  # noqa: E402  (bench/transformer.py)
 
 
 def forward_flops(c: HunyuanDiTConfig, n_img: int, rows: int) -> float:
@@ -43,15 +43,6 @@ def forward_flops(c: HunyuanDiTConfig, n_img: int, rows: int) -> float:
     d, m, n_txt = c.hidden_size, c.mlp_hidden, c.text_len + c.text_len_t5
     per_block = (6 * d * d + 2 * d * m) * n_img + 2 * d * c.text_states_dim * n_txt + 2 * n_img * n_img * d + 2 * n_img * n_txt * d
     return 2 * rows * (c.depth * per_block + c.skip_blocks * 2 * d * d * n_img)
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def diffusers_transformer(c: HunyuanDiTConfig, params, device):
