@@ -21,13 +21,20 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from tqdm.auto import tqdm
 
-from hyv_jax.convert.hunyuan_dit_checkpoint import abstract_hunyuan_dit, restore_hunyuan_dit
+from hyv_jax.convert.hunyuan_dit_checkpoint import (
+    abstract_hunyuan_dit,
+    restore_hunyuan_dit,
+)
 from hyv_jax.convert.sdxl_vae_checkpoint import abstract_sdxl_vae, restore_sdxl_vae
-from hyv_jax.models.hunyuan_dit.text_encoder import DiTPromptEmbeddings, HunyuanDiTTextEncoder
+from hyv_jax.models.hunyuan_dit.text_encoder import (
+    DiTPromptEmbeddings,
+    HunyuanDiTTextEncoder,
+)
 from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig
 from hyv_jax.models.hunyuan_dit.vae import SDXLVAE, SDXLVAEConfig
 from hyv_jax.parallel.logical_axes import param_shardings, partition_spec
 from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.parallel.sharded_init import init_model
 from hyv_jax.sampling.ddpm_solvers import solver_plan, solver_update, step_noise
 from hyv_jax.sampling.guidance import combine_cfg
 from hyv_jax.sampling.guidance_rescale import rescale_guidance
@@ -50,14 +57,6 @@ class DiTPaths:
         """root/transformer, root/bert, root/mt5, root/vae."""
         root = Path(root)
         return cls(*(root / name for name in ("transformer", "bert", "mt5", "vae")))
-
-
-def _placed(model: nnx.Module, plan: ParallelPlan | None) -> nnx.Module:
-    if plan is not None:
-        shardings = param_shardings(model, plan.mesh)
-        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-            var.set_value(jax.device_put(var.get_value(), shardings[tuple(str(p) for p in path)]))
-    return model
 
 
 def check_text_sizes(transformer: HunyuanDiTConfig, text_encoder) -> None:
@@ -103,11 +102,11 @@ class HunyuanDiTPipeline:
         if paths.transformer is not None:
             transformer = restore_hunyuan_dit(paths.transformer, dit_config, shardings(abstract_hunyuan_dit(dit_config)))
         else:
-            transformer = _placed(HunyuanDiT(dit_config, rngs=nnx.Rngs(seed)), parallel)
+            transformer = init_model(lambda: HunyuanDiT(dit_config, rngs=nnx.Rngs(seed)), mesh)
         if paths.vae is not None:
             vae = restore_sdxl_vae(paths.vae, vae_config, shardings(abstract_sdxl_vae(vae_config)))
         else:
-            vae = _placed(SDXLVAE(vae_config, rngs=nnx.Rngs(seed + 1)), parallel)
+            vae = init_model(lambda: SDXLVAE(vae_config, rngs=nnx.Rngs(seed + 1)), mesh)
         text_encoder = HunyuanDiTTextEncoder.load(config.text_encoder, bert_dir=paths.bert, mt5_dir=paths.mt5, seed=seed + 2,
                                                   mesh=mesh) if load_text_encoder else None
         return cls(transformer, vae, text_encoder, parallel)
@@ -145,6 +144,8 @@ class HunyuanDiTPipeline:
         """Latents (B, h, w, 4) from text for B images ([negative; positive] 2B rows with CFG).
         noise: the initial latents (B, h, w, 4); default drawn from the seeds."""
         height, width = options.size
+        if options.cfg_scale > 1 and len(text.mask) % 2:
+            raise ValueError(f"with classifier-free guidance the text holds [negative; positive] rows, got {len(text.mask)} rows")
         batch = len(text.mask) // 2 if options.cfg_scale > 1 else len(text.mask)
         shape = (height // self.vae_config.scale, width // self.vae_config.scale, self.config.in_channels)
         seeds = [options.seed + i for i in range(batch)]

@@ -1,7 +1,7 @@
 """The Hunyuan-DiT sampling loop against diffusers' HunyuanDiTPipeline with the same weights
 (tiny config, float32, random non-zero), the same text embeddings (its prompt_embeds
 arguments), the same initial latents and the same per-step DDPM noise (diffusers' scheduler
-is handed our draws): final latents and decoded images. Then the same loop on 8 simulated
+is handed our draws): final latents and decoded images; and the same loop on 8 simulated
 devices (weights FSDP, batch over data) against one device."""
 
 import dataclasses
@@ -10,21 +10,21 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-
 from helpers import report, torch_random_init
-from hunyuan_dit_helpers import TINY, diffusers_pair
+from hunyuan_dit_helpers import TINY, diffusers_pair, model_with
 from hunyuan_dit_helpers import TINY_VAE as VAE
+
 from hyv_jax.convert.checkpoint_source import from_arrays
-from hyv_jax.convert.model_state import load_params, params_to_numpy
 from hyv_jax.convert.sdxl_vae_checkpoint import read_torch_sdxl_vae
 from hyv_jax.models.hunyuan_dit.text_encoder import DiTPromptEmbeddings
-from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig
+from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiTConfig
 from hyv_jax.models.hunyuan_dit.vae import SDXLVAE
-from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.parallel.mesh import make_mesh
+from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.parallel.sharded_init import state_shardings
 from hyv_jax.sampling.ddpm_solvers import step_noise
 from hyv_jax.sampling.hunyuan_dit_options import ImageSamplingOptions
-from hyv_jax.sampling.hunyuan_dit_pipeline import HunyuanDiTPipeline, _placed
+from hyv_jax.sampling.hunyuan_dit_pipeline import HunyuanDiTPipeline
 
 
 def _embeddings(config: HunyuanDiTConfig, rows: int, seed: int) -> DiTPromptEmbeddings:
@@ -60,11 +60,11 @@ def _schedulers(options: ImageSamplingOptions):
     return DPMSolverMultistepScheduler(solver_order=2, algorithm_type="dpmsolver++", trained_betas=None, **common)
 
 
-CASES = {
+CASES = {  # (size_style_cond, options, also sharded on 8 devices)
     "v1.2 ddpm cfg rescale": (False, ImageSamplingOptions(height=64, width=64, steps=4, cfg_scale=6.0, guidance_rescale=0.5,
-                                                          seed=7, num_images=2)),
+                                                          seed=7, num_images=2), True),
     "v1.1 dpmms": (True, ImageSamplingOptions(height=64, width=64, steps=4, solver="dpmms", cfg_scale=5.0, beta_end=0.03,
-                                              size_cond=(1024, 1024), seed=3, num_images=2)),
+                                              size_cond=(1024, 1024), seed=3, num_images=2), False),
 }
 
 
@@ -74,18 +74,19 @@ def test_latents_and_images_match_diffusers(case, monkeypatch):
     import torch
     from diffusers import HunyuanDiTPipeline as DiffusersPipeline
 
-    size_style_cond, options = CASES[case]
+    size_style_cond, options, sharded = CASES[case]
     config = dataclasses.replace(TINY, size_style_cond=size_style_cond)
     ref_transformer, transformer = diffusers_pair(config, seed=11)
     ref_vae = _diffusers_vae()
-    vae = SDXLVAE(VAE, rngs=nnx.Rngs(0))
-    load_params(vae, read_torch_sdxl_vae(from_arrays({k: v.numpy() for k, v in ref_vae.state_dict().items()}), VAE))
+    vae = model_with(lambda: SDXLVAE(VAE, rngs=nnx.Rngs(0)),
+                     read_torch_sdxl_vae(from_arrays({k: v.numpy() for k, v in ref_vae.state_dict().items()}), VAE))
     ours = HunyuanDiTPipeline(transformer, vae)
 
     text = _embeddings(config, 4, seed=1)  # [negative x2; positive x2]
     noise = np.random.default_rng(2).standard_normal((2, 8, 8, 4)).astype(np.float32)
     latents = np.asarray(ours.sample(text, options, noise=noise, progress=False))
     images = ours.decode(latents)
+    assert ours.traces == 1  # one compiled step for every step
 
     keys = jax.vmap(jax.random.key)(np.arange(2) + options.seed)
     draws = iter([np.moveaxis(np.asarray(step_noise(keys, i, (8, 8, 4))), -1, 1) for i in range(options.steps)])
@@ -108,22 +109,13 @@ def test_latents_and_images_match_diffusers(case, monkeypatch):
     difference = np.abs(images.astype(int) - np.round(out * 255).astype(int))
     print(f"images: {np.mean(difference == 0):.4f} of the values equal, max difference {difference.max()}")
     assert difference.max() <= 1
-
-
-def test_sharded_sampling_equals_one_device():
-    options = ImageSamplingOptions(height=64, width=64, steps=2, cfg_scale=6.0, seed=5, num_images=2)
-    model = HunyuanDiT(TINY, rngs=nnx.Rngs(4))
-    # random non-zero weights everywhere (zero-initialised layers would hide most of the model)
-    load_params(model, {p: np.random.default_rng(len(p)).standard_normal(a.shape).astype(np.float32) * 0.3
-                        for p, a in params_to_numpy(model).items()})
-    vae = SDXLVAE(VAE, rngs=nnx.Rngs(0))
-    text = _embeddings(TINY, 4, seed=9)
-    single = np.asarray(HunyuanDiTPipeline(model, vae).sample(text, options, progress=False))
-    plan = ParallelPlan(make_mesh({"data": 2, "fsdp": 4, "context": 1, "tensor": 1}))
-    sharded_pipeline = HunyuanDiTPipeline(_placed(model, plan), vae, parallel=plan)
-    kernel = sharded_pipeline.state["blocks"]["attn1"]["Wqkv"]["kernel"][...]
-    assert len(kernel.sharding.device_set) == 8 and not kernel.sharding.is_fully_replicated
-    sharded = sharded_pipeline.sample(text, options, progress=False)
-    assert len(sharded.sharding.device_set) == 8
-    _, rel = report("sharded vs one device", np.asarray(sharded), single)
-    assert rel < 1e-5
+    if sharded:  # the same loop with the weights FSDP over 4 devices and the batch over 2
+        plan = ParallelPlan(make_mesh({"data": 2, "fsdp": 4, "context": 1, "tensor": 1}))
+        graphdef, state = nnx.split(transformer)
+        placed = nnx.merge(graphdef, jax.device_put(state, state_shardings(nnx.eval_shape(lambda: transformer), plan.mesh)))
+        kernel = nnx.state(placed)["blocks"]["attn1"]["Wqkv"]["kernel"][...]
+        assert len(kernel.sharding.device_set) == 8 and not kernel.sharding.is_fully_replicated
+        on_mesh = HunyuanDiTPipeline(placed, vae, parallel=plan).sample(text, options, noise=noise, progress=False)
+        assert len(on_mesh.sharding.device_set) == 8
+        _, rel = report("sharded on 8 devices vs one", np.asarray(on_mesh), latents)
+        assert rel < 1e-5

@@ -13,9 +13,10 @@ from jax.sharding import Mesh
 
 from hyv_jax.convert.hunyuan_dit_text_checkpoint import SPECS
 from hyv_jax.convert.text_checkpoint import abstract_model, restore_text
-from hyv_jax.models.text.text_encoder import ASSETS, LazyEncoder, _placed, _same_architecture
+from hyv_jax.models.text.text_encoder import ASSETS, LazyEncoder, _same_architecture
 from hyv_jax.models.text.tokenizer import TextTokenizer
 from hyv_jax.parallel.logical_axes import param_shardings
+from hyv_jax.parallel.sharded_init import init_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,7 @@ class HunyuanDiTTextEncoder:
                 load = lambda d=directory, s=spec, c=model_config, p=shardings: restore_text(d, s, c, p)  # noqa: E731
                 folder = directory
             elif config.shipped_tokenizers:
-                load = lambda s=spec, c=model_config, r=seed + offset, p=shardings: _placed(s.model(c, rngs=nnx.Rngs(r)), p)  # noqa: E731
+                load = lambda s=spec, c=model_config, r=seed + offset: init_model(lambda: s.model(c, rngs=nnx.Rngs(r)), mesh)  # noqa: E731
                 folder = ASSETS / config.shipped_tokenizers / name
             else:
                 raise ValueError(

@@ -9,14 +9,15 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import report
+from hunyuan_dit_helpers import TINY, diffusers_config, diffusers_pair, random_model
 
 from configs import load_config
-from helpers import report
-from hunyuan_dit_helpers import TINY, diffusers_config, diffusers_pair
 from hyv_jax.convert.hunyuan_dit_checkpoint import abstract_hunyuan_dit
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.hunyuan_dit.rope import crop_region, image_rope
 from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig
+
 
 def _inputs(config: HunyuanDiTConfig, height: int, width: int):
     rng = np.random.default_rng(1)
@@ -103,7 +104,7 @@ def test_every_parameter_has_logical_axes():
 
 
 def test_input_errors():
-    model = HunyuanDiT(TINY, rngs=nnx.Rngs(0))
+    model = random_model(lambda: HunyuanDiT(TINY, rngs=nnx.Rngs(0)), 0)
     a = _inputs(TINY, 8, 8)
     args = [np.moveaxis(a["x"], 1, -1), a["t"], a["text"], a["mask"], a["text_t5"], a["mask_t5"]]
     with pytest.raises(ValueError, match="not divisible by the patch"):
