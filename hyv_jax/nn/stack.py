@@ -28,16 +28,20 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
 
 
 def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none", start: int = 0,
-                outputs: bool = False):
+                stop: int | None = None, outputs: bool = False):
     """Applies `step(layer, carry)` for each layer of a stack in order; with per-layer inputs
     `xs` (leading axis = layers), `step(layer, carry, x)`. Each layer is rematerialised in the
-    backward pass per `remat_policy` (see nn/remat.py). Layers before `start` pass the carry
-    through (skipped in the scan: slicing the stack would copy its weights). With `outputs`,
-    `step` returns (carry, y) and the result is (carry, ys) with ys stacked over the layers
-    (the layer outputs a later stack consumes, as long skip connections do)."""
-    if outputs and start:
-        raise ValueError("scan_layers: outputs are collected from every layer; start must be 0")
+    backward pass per `remat_policy` (see nn/remat.py). Only layers [start, stop) run (stop
+    None: to the end; negative counts from the end); the others pass the carry through, skipped
+    inside the scan (slicing the stack would copy its weights). With `outputs`, `step` returns
+    (carry, y) and the result is (carry, ys) with ys stacked over the layers (the layer outputs
+    a later stack consumes, as long skip connections do)."""
     graphdef, state = nnx.split(layers)
+    n = layer_count(layers)
+    stop = n if stop is None else stop % n if stop < 0 else stop
+    partial = start > 0 or stop < n
+    if outputs and partial:
+        raise ValueError("scan_layers: outputs are collected from every layer; run the whole stack")
 
     def body(c, scanned):
         layer_state, x, index = scanned
@@ -45,10 +49,11 @@ def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_poli
         apply = lambda c: step(layer, c) if xs is None else step(layer, c, x)  # noqa: E731
         if outputs:
             return apply(c)
-        return (apply(c) if not start else jax.lax.cond(index >= start, apply, lambda c: c, c)), None
+        if not partial:
+            return apply(c), None
+        return jax.lax.cond((index >= start) & (index < stop), apply, lambda c: c, c), None
 
-    indices = jnp.arange(layer_count(layers))
-    carry, ys = jax.lax.scan(remat(body, remat_policy), carry, (state, xs, indices))
+    carry, ys = jax.lax.scan(remat(body, remat_policy), carry, (state, xs, jnp.arange(n)))
     return (carry, ys) if outputs else carry
 
 
