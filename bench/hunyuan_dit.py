@@ -28,8 +28,9 @@ from configs.command_line import parse_with_overrides  # noqa: E402
 from hyv_jax.convert.hunyuan_dit_checkpoint import export_torch_hunyuan_dit  # noqa: E402
 from hyv_jax.convert.model_state import params_to_numpy  # noqa: E402
 from hyv_jax.models.hunyuan_dit.text_encoder import DiTPromptEmbeddings  # noqa: E402
-from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig  # noqa: E402
-from hyv_jax.models.hunyuan_dit.vae import SDXLVAE, SDXLVAEConfig  # noqa: E402
+from hyv_jax.loading.hunyuan_dit import load_hunyuan_dit, load_sdxl_vae  # noqa: E402
+from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiTConfig  # noqa: E402
+from hyv_jax.models.hunyuan_dit.vae import SDXLVAEConfig  # noqa: E402
 from hyv_jax.sampling.hunyuan_dit_options import ImageSamplingOptions  # noqa: E402
 from hyv_jax.sampling.hunyuan_dit_pipeline import HunyuanDiTPipeline  # noqa: E402
 from transformer import timed  # noqa: E402  (bench/transformer.py)
@@ -96,8 +97,8 @@ def main():
     n_img = h_lat * w_lat // c.patch_size**2
     flops = forward_flops(c, n_img, rows)
 
-    model = HunyuanDiT(c, rngs=nnx.Rngs(0))
-    pipeline = HunyuanDiTPipeline(model, SDXLVAE(vae_config, rngs=nnx.Rngs(1)))
+    model = load_hunyuan_dit(c)  # random non-zero weights
+    pipeline = HunyuanDiTPipeline(model, load_sdxl_vae(vae_config))
     text = random_text(c, rows)
     meta, style = pipeline.image_conditions(rows, height, width, options)
     rng = np.random.default_rng(1)
@@ -110,8 +111,8 @@ def main():
     out = forward(state, *inputs).block_until_ready()
     compile_s = time.perf_counter() - start
     rows_fwd = [("hyv_jax", timed(lambda: forward(state, *inputs).block_until_ready(), args.repeats))]
-    pipeline.sample(text, options, progress=False).block_until_ready()  # compile the step
-    rows_loop = [("hyv_jax", timed(lambda: pipeline.sample(text, options, progress=False).block_until_ready(), max(1, args.repeats // 2)))]
+    pipeline.sample(text, options, progress=False)  # compile the step
+    rows_loop = [("hyv_jax", timed(lambda: pipeline.sample(text, options, progress=False), max(1, args.repeats // 2)))]
     print(f"device {jax.devices()[0].device_kind}; config {args.config}; {height}x{width}, {n_img} image + "
           f"{c.text_len}+{c.text_len_t5} text tokens, model batch {rows}; {flops / 1e12:.4f} TFLOP per forward; "
           f"jax forward compile {compile_s:.1f} s")

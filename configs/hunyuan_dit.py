@@ -12,6 +12,7 @@ from hyv_jax.sampling.hunyuan_dit_options import NEGATIVE_PROMPT
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.pipeline = "hunyuan_dit"  # text-to-image: sample.py routes to the Hunyuan-DiT pipeline
+    config.default_prompt = "一只小猫"  # upstream's --prompt default
     config.transformer = ml_collections.ConfigDict(
         dict(
             in_channels=4,

@@ -33,11 +33,3 @@ def init_sharded(make: Callable[[], nnx.Module], mesh: Mesh, rules: Rules = PARA
 
     return nnx.merge(graphdef, create())
 
-
-def init_model(make: Callable[[], nnx.Module], mesh: Mesh | None = None) -> nnx.Module:
-    """`make()` initialised in one compiled program (op by op, every parameter's initialiser
-    would compile on its own: tens of seconds for a small model on a CPU), sharded on `mesh`
-    when given."""
-    if mesh is not None:
-        return init_sharded(make, mesh)
-    return nnx.merge(nnx.graphdef(nnx.eval_shape(make)), jax.jit(lambda: nnx.state(make()))())
