@@ -24,9 +24,10 @@ sample_t2i.py flags and defaults: 1024x1024, DDPM, 100 steps, cfg 6, seed 42; PN
   python sample.py --config configs/tiny_hunyuan_dit.py    # random weights, the whole path on a CPU
 
 --model-base DIR means DIR/transformer, DIR/vae, DIR/llm, DIR/clip (Hunyuan-DiT: DIR/transformer,
-DIR/vae, DIR/bert, DIR/mt5); the --*-dir flags override one folder each. Flags left out take the config's `sampling` section (upstream's defaults for
-the 13B: 720x1280, 129 frames, 50 steps, shift 7, embedded guidance 6, cfg 1). Any config key
-can be overridden as --config.sampling.steps=20 or --config.transformer.attention_impl=xla.
+DIR/vae, DIR/bert, DIR/mt5); the --*-dir flags override one folder each. Flags left out take the
+config's `sampling` section (upstream's defaults for the 13B: 720x1280, 129 frames, 50 steps,
+shift 7, embedded guidance 6, cfg 1). Any config key can be overridden as
+--config.sampling.steps=20 or --config.transformer.attention_impl=xla.
 Everything is checked (sizes, frame count, folders, tokenizers, save path) before a model loads.
 """
 
