@@ -32,4 +32,3 @@ def init_sharded(make: Callable[[], nnx.Module], mesh: Mesh, rules: Rules = PARA
         return nnx.state(make())
 
     return nnx.merge(graphdef, create())
-
