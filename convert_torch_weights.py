@@ -18,6 +18,17 @@ Models (--model, default transformer); reads (layout detected from the key names
       the language model up to the config's output_layer is kept, tokenizer files are copied;
   clip: a CLIPModel (openai/clip-vit-large-patch14) or CLIPTextModel folder; the text model is
       kept, tokenizer files are copied.
+Hunyuan-DiT (with --config configs/hunyuan_dit.py, or configs/hunyuan_dit_v1_1.py for v1.0/v1.1):
+  hunyuan_dit: t2i/model/pytorch_model_ema.pt (or _module.pt, _distill.pt; a training save
+      {"ema": ..., "module": ...} gives "ema"), or diffusers' transformer/ folder
+      (HunyuanDiT2DModel names);
+  bert: t2i/clip_text_encoder/pytorch_model.bin (tokenizer from t2i/tokenizer) or diffusers'
+      text_encoder/ (tokenizer/); the pooler is left out;
+  mt5: t2i/mt5/pytorch_model.bin or diffusers' text_encoder_2/ (tokenizer_2/); the encoder is
+      kept. A tokenizer.json is written beside both text encoders (built by transformers from
+      vocab.txt / spiece.model when the folder has none);
+  sdxl_vae: t2i/sdxl-vae-fp16-fix/diffusion_pytorch_model.safetensors (or .bin), diffusers'
+      AutoencoderKL names.
 Writes: an Orbax checkpoint folder (params/ + hyv_jax.json) in --dtype (default: bfloat16 for
 the transformer and the text encoders, float32 for the VAE). Tensors stream one at a time from
 memory-mapped files.
@@ -38,6 +49,8 @@ Examples:
   python convert_torch_weights.py to-jax --model llm --checkpoint ckpts/text_encoder --out ckpts/hyv_jax/llm
   python convert_torch_weights.py to-jax --model clip --checkpoint ckpts/text_encoder_2 --out ckpts/hyv_jax/clip
   python convert_torch_weights.py to-torch --orbax ckpts/hyv_jax/transformer --layout diffusers --out transformer.safetensors
+  python convert_torch_weights.py to-jax --model hunyuan_dit --config configs/hunyuan_dit.py \\
+      --checkpoint ckpts/t2i/model/pytorch_model_ema.pt --out ckpts/jax_dit/transformer
 Config overrides: --config configs/tiny.py --config.transformer.hidden_size=64
 """
 
@@ -53,6 +66,13 @@ from configs import load_config
 from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.convert.custom_checkpoint import MODEL_KIND as CUSTOM_KIND
 from hyv_jax.convert.custom_checkpoint import convert_custom, export_torch_custom, read_converted_custom
+from hyv_jax.convert.hunyuan_dit_checkpoint import MODEL_KIND as DIT_KIND
+from hyv_jax.convert.hunyuan_dit_checkpoint import (convert_hunyuan_dit, export_torch_hunyuan_dit, from_section,
+                                                   read_converted_hunyuan_dit)
+from hyv_jax.convert.hunyuan_dit_text_checkpoint import SPECS as DIT_TEXT
+from hyv_jax.convert.hunyuan_dit_text_checkpoint import convert_hunyuan_dit_text
+from hyv_jax.convert.sdxl_vae_checkpoint import MODEL_KIND as SDXL_VAE_KIND
+from hyv_jax.convert.sdxl_vae_checkpoint import convert_sdxl_vae, export_torch_sdxl_vae, read_converted_sdxl_vae
 from hyv_jax.convert.safetensors_io import write_safetensors
 from hyv_jax.convert.orbax_io import read_info
 from hyv_jax.convert.text_checkpoint import CLIP, LLM, convert_text, export_torch_text, read_converted_text
@@ -61,6 +81,8 @@ from hyv_jax.convert.transformer_checkpoint import MODEL_KIND as TRANSFORMER_KIN
 from hyv_jax.convert.vae_checkpoint import MODEL_KIND as VAE_KIND
 from hyv_jax.convert.vae_checkpoint import convert_vae, export_torch_vae, read_converted_vae
 from hyv_jax.models.custom.transformer import CustomTransformerConfig
+from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiTConfig
+from hyv_jax.models.hunyuan_dit.vae import SDXLVAEConfig
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
 
@@ -94,6 +116,18 @@ MODELS = {
        for spec in (LLM, CLIP)},
     "custom": Model(CUSTOM_KIND, "transformer", CustomTransformerConfig.from_mapping, convert_custom, read_converted_custom,
                     lambda flat, config, layout: export_torch_custom(flat, config), ("original",), "bfloat16"),
+    "hunyuan_dit": Model(DIT_KIND, "transformer", lambda section: from_section(section, HunyuanDiTConfig.from_mapping, "depth"),
+                         lambda path, config, out, *, dtype, fp8_map: convert_hunyuan_dit(path, config, out, dtype=dtype),
+                         read_converted_hunyuan_dit, export_torch_hunyuan_dit, LAYOUTS, "bfloat16"),
+    **{name: Model(spec.kind, "text_encoder", lambda section, s=spec: from_section(section, lambda x: s.config_from_mapping(x[s.section]), s.section),
+                   lambda path, config, out, *, dtype, fp8_map, n=name: convert_hunyuan_dit_text(path, n, config, out, dtype=dtype),
+                   lambda directory, s=spec: read_converted_text(directory, s),
+                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "bfloat16")
+       for name, spec in DIT_TEXT.items()},
+    "sdxl_vae": Model(SDXL_VAE_KIND, "vae", lambda section: from_section(section, SDXLVAEConfig.from_mapping, "attention_impl"),
+                      lambda path, config, out, *, dtype, fp8_map: convert_sdxl_vae(path, config, out, dtype=dtype),
+                      read_converted_sdxl_vae, lambda flat, config, layout: export_torch_sdxl_vae(flat, config), ("original",),
+                      "float32"),
 }
 
 
@@ -105,7 +139,7 @@ def parse_args(argv):
     to_jax.add_argument("--checkpoint", required=True, help=".pt/.pth/.safetensors file, a folder of shards, or an *.index.json")
     to_jax.add_argument("--fp8-map", help="the *_fp8_map.pt scale map of an fp8 checkpoint")
     to_jax.add_argument("--out", required=True, help="output folder (Orbax checkpoint)")
-    to_jax.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default bfloat16; float32 for the VAE)")
+    to_jax.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default bfloat16; float32 for the VAEs)")
     to_jax.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config file (default: the released 13B)")
     check = sub.add_parser("self-check", help="tiny random model: torch -> Orbax -> torch, exactly")
     check.add_argument("--config", default="configs/tiny.py", help="model config file (default: the tiny model)")

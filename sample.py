@@ -16,10 +16,18 @@ devices; `--config.parallel.mesh.data|fsdp|tensor` split the batch and the weigh
 
   python sample.py --model-base ckpts/hyv_jax --prompt "..." --ulysses-degree 8 --ring-degree 1
 
---model-base DIR means DIR/transformer, DIR/vae, DIR/llm, DIR/clip; the --*-dir flags override
-one folder each. Flags left out take the config's `sampling` section (upstream's defaults for
-the 13B: 720x1280, 129 frames, 50 steps, shift 7, embedded guidance 6, cfg 1). Any config key
-can be overridden as --config.sampling.steps=20 or --config.transformer.attention_impl=xla.
+Hunyuan-DiT text to image (a config whose `pipeline` is "hunyuan_dit" selects it; upstream's
+sample_t2i.py flags and defaults: 1024x1024, DDPM, 100 steps, cfg 6, seed 42; PNGs out):
+
+  python sample.py --config configs/hunyuan_dit.py --model-base ckpts/jax_dit --prompt "一只小猫" \\
+      --image-size 1024 1024 --infer-steps 100 --sampler ddpm --cfg-scale 6 --seed 42
+  python sample.py --config configs/tiny_hunyuan_dit.py    # random weights, the whole path on a CPU
+
+--model-base DIR means DIR/transformer, DIR/vae, DIR/llm, DIR/clip (Hunyuan-DiT: DIR/transformer,
+DIR/vae, DIR/bert, DIR/mt5); the --*-dir flags override one folder each. Flags left out take the
+config's `sampling` section (upstream's defaults for the 13B: 720x1280, 129 frames, 50 steps,
+shift 7, embedded guidance 6, cfg 1). Any config key can be overridden as
+--config.sampling.steps=20 or --config.transformer.attention_impl=xla.
 --lora PATH[:SCALE] (repeatable) merges LoRA files of any circulating format into the
 transformer's weights once they are loaded; several add up:
 
@@ -40,13 +48,22 @@ from pathlib import Path
 from configs import load_config
 from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
-from hyv_jax.loading.paths import CustomPaths, ModelPaths
+from hyv_jax.loading.paths import CustomPaths, DiTPaths, ModelPaths
 from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
+from hyv_jax.sampling.ddpm_solvers import SOLVERS
+from hyv_jax.sampling.hunyuan_dit_options import ImageSamplingOptions
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
 TINY_CONFIG, TINY_DEFAULT_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/tiny_default.py", "configs/hunyuan_video_t2v.py"
 TINY_CUSTOM_CONFIG, CUSTOM_CONFIG = "configs/tiny_custom.py", "configs/hunyuan_custom.py"
+DIT_CONFIG, DIT_V1_1_CONFIG, TINY_DIT_CONFIG = "configs/hunyuan_dit.py", "configs/hunyuan_dit_v1_1.py", "configs/tiny_hunyuan_dit.py"
+IMAGE_PIPELINE = "hunyuan_dit"
+# flags of one mode only (their defaults are None), refused in the other
+IMAGE_FLAGS = ("image_size", "sampler", "negative", "batch_size", "size_cond", "resolution_binning", "bert_dir", "mt5_dir")
+VIDEO_FLAGS = ("video_size", "video_length", "flow_shift", "embedded_cfg_scale", "neg_prompt", "vae_tiling", "noise_dtype",
+               "first_block_cache", "ulysses_degree", "ring_degree", "llm_dir", "clip_dir", "ref_image", "input_audio",
+               "input_video", "mask_video", "llava_dir", "whisper_dir")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
 
@@ -102,6 +119,18 @@ def parse_args(argv):
     custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
     for name in ("llava", "whisper"):
         custom.add_argument(f"--{name}-dir", help=f"Hugging Face folder of HunyuanCustom's {name}")
+    image = parser.add_argument_group(f"Hunyuan-DiT text to image (--config {DIT_CONFIG}, {DIT_V1_1_CONFIG} or {TINY_DIT_CONFIG})")
+    image.add_argument("--image-size", type=int, nargs="+", metavar="SIZE",
+                       help="height width, or one value for a square; aligned down to multiples of 16 (default 1024 1024)")
+    image.add_argument("--sampler", choices=SOLVERS, help="ddpm (upstream's default), ddim or dpmms (DPM-Solver++ 2M)")
+    image.add_argument("--negative", help="negative prompt (default, and when empty: upstream's)")
+    image.add_argument("--batch-size", type=int, help="images for the prompt, sampled as one batch (default 1)")
+    image.add_argument("--size-cond", type=int, nargs=2, metavar=("W", "H"), help="original-size condition of v1.0/v1.1 "
+                       "weights (configs/hunyuan_dit_v1_1.py sets 1024 1024)")
+    image.add_argument("--resolution-binning", action=argparse.BooleanOptionalAction, default=None,
+                       help="snap the size to the released resolution buckets (default off, as upstream)")
+    for name in ("bert", "mt5"):
+        image.add_argument(f"--{name}-dir", help=f"converted {name} folder (overrides --model-base)")
     parser.add_argument("--config", help=f"model config (default: {RELEASED_CONFIG} with checkpoints, else {TINY_DEFAULT_CONFIG} "
                         f"with the shipped weights, or {TINY_CONFIG} with random weights)")
     add_debug_flag(parser)
@@ -113,8 +142,8 @@ def parse_args(argv):
 class Plan:
     config: object
     config_path: str
-    paths: ModelPaths
-    options: SamplingOptions
+    paths: ModelPaths | DiTPaths
+    options: SamplingOptions | ImageSamplingOptions  # ImageSamplingOptions: Hunyuan-DiT text to image
     prompt: str
     save_path: Path
     custom: object = None  # CustomInputs in HunyuanCustom mode
@@ -144,7 +173,15 @@ def plan(argv) -> Plan:
         for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
             if flag:
                 config[section].update(dtype=PRECISIONS[flag], param_dtype=PRECISIONS[flag])
+        image = config.get("pipeline") == IMAGE_PIPELINE
+        refused = [f"--{n.replace('_', '-')}" for n in (VIDEO_FLAGS if image else IMAGE_FLAGS) if getattr(args, n) is not None]
+        if refused:
+            raise ValueError(f"{' '.join(refused)} {'do' if len(refused) > 1 else 'does'} not apply to "
+                             + (f"Hunyuan-DiT text to image ({config_path})" if image else
+                                f"{config_path}; Hunyuan-DiT's flags need --config {DIT_CONFIG} (or {TINY_DIT_CONFIG})"))
         set_parallel(config, args)
+        if image:
+            return plan_images(args, config, config_path, base)
         flags = dict(height=args.video_size and args.video_size[0], width=args.video_size and args.video_size[1], frames=args.video_length,
                      steps=args.infer_steps, flow_shift=args.flow_shift, embedded_guidance=args.embedded_cfg_scale,
                      cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=args.noise_dtype, vae_tiling=args.vae_tiling,
@@ -193,6 +230,28 @@ def read_loras(config, specs, custom: bool, skip_unknown: bool):
 
     transformer = (CustomTransformerConfig if custom else TransformerConfig).from_mapping(config.transformer)
     return read_lora_files(transformer, specs, skip_unknown=skip_unknown)
+
+
+def plan_images(args, config, config_path: str, base: Path | None) -> Plan:
+    """The Plan of a Hunyuan-DiT run: upstream's sample_t2i.py flags over the config's
+    `sampling` section, the converted folders checked."""
+    paths = DiTPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None)
+                        for name in DiTPaths.__dataclass_fields__})
+    paths.check(config.get("allow_random_weights", False))
+    size = args.image_size
+    if size is not None and len(size) not in (1, 2):
+        raise ValueError(f"--image-size takes the height and width, or one value for a square, got {size}")
+    flags = dict(height=size and size[0], width=size and size[-1], steps=args.infer_steps, solver=args.sampler,
+                 cfg_scale=args.cfg_scale, negative_prompt=args.negative, num_images=args.batch_size,
+                 size_cond=args.size_cond and tuple(args.size_cond), resolution_binning=args.resolution_binning)
+    seed = args.seed if args.seed is not None else config.sampling.get("seed", random.randrange(1_000_000))
+    options = dataclasses.replace(ImageSamplingOptions.from_mapping(config.sampling), seed=seed,
+                                  **{k: v for k, v in flags.items() if v is not None})
+    save_path = writable_folder(Path(args.save_path), "images")
+    if args.compile_cache:
+        writable_folder(Path(args.compile_cache), "compiled programs", "pass a writable --compile-cache, or '' to turn it off")
+    prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
+    return Plan(config, config_path, paths, options, prompt, save_path, compile_cache=args.compile_cache)
 
 
 def set_parallel(config, args) -> None:
@@ -287,6 +346,8 @@ def main(argv=None) -> list[Path]:
     from hyv_jax.io.video import FPS, write_image, write_video
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
+    if isinstance(p.options, ImageSamplingOptions):
+        return sample_images(p, parallel, say, lead)
     o = p.options
     say(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
         f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
@@ -325,6 +386,30 @@ def main(argv=None) -> list[Path]:
         else:
             written.append(write_video(p.save_path / output_name(p.prompt, seed, ".mp4"), frames, fps,
                                        **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
+        print(f"saved {written[-1]}")
+    return written
+
+
+def sample_images(p: Plan, parallel, say, lead: bool) -> list[Path]:
+    """Hunyuan-DiT: the prompt's images as PNGs (image i from seed + i)."""
+    from hyv_jax.io.video import write_image
+    from hyv_jax.sampling.hunyuan_dit_pipeline import HunyuanDiTPipeline
+
+    o = p.options
+    (height, width), last = o.size, o.seed + o.num_images - 1
+    say(f"config {p.config_path}: {height}x{width}, {o.steps} steps {o.solver}, cfg {o.cfg_scale}, "
+        f"seed{'s' if o.num_images > 1 else ''} {o.seed}{f'..{last}' if o.num_images > 1 else ''}")
+    if p.paths.missing():
+        say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real image")
+    pipeline = HunyuanDiTPipeline.from_config(p.config, p.paths, plan=parallel)
+    start = time.perf_counter()
+    images = pipeline([p.prompt], o, progress=lead)
+    say(f"sampled {o.num_images} image(s) in {time.perf_counter() - start:.1f} s")
+    if not lead:
+        return []
+    written = []
+    for i, image in enumerate(images):
+        written.append(write_image(p.save_path / output_name(p.prompt, o.seed + i, ".png"), image))
         print(f"saved {written[-1]}")
     return written
 

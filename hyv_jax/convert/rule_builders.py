@@ -1,8 +1,9 @@
 """Builders of name-table rules for the layer kinds every table has: a torch Linear/Conv
 (`weight` -> our `kernel`, `bias`), a norm (`weight`, with or without `bias`), and the pre-LN
-encoder layer of CLIP and Whisper (hyv_jax.nn.encoder_layer)."""
+encoder layer of CLIP and Whisper (hyv_jax.nn.encoder_layer); and of the regroups between an
+official layout and diffusers' (a renamed module, a fused projection cut into pieces)."""
 
-from hyv_jax.convert.mapping import Rule, Slot
+from hyv_jax.convert.mapping import Regroup, Rule, Slot
 from hyv_jax.convert.transforms import Copy, Linear
 
 LINEAR, PROJ = Linear(1), Linear(2)  # (out, in) -> (in, *out); (out, heads*head_dim) -> (heads, head_dim, out)
@@ -39,3 +40,15 @@ def encoder_layer(rules: list[Rule], src: str, dst: tuple[str, ...], layer: int,
     dense(rules, f"{src}.{names['attn']}out_proj", (*dst, "out_proj"), layer, weight=PROJ)
     dense(rules, f"{src}.{names['fc1']}", (*dst, "mlp", "fc1"), layer)
     dense(rules, f"{src}.{names['fc2']}", (*dst, "mlp", "fc2"), layer)
+
+
+def rename(groups: list[Regroup], original: str, diffusers: str, suffixes=("weight", "bias")) -> None:
+    """`original.s` <-> `diffusers.s` for each suffix ("" for a bare parameter name)."""
+    for s in suffixes:
+        groups.append(Regroup(f"{original}.{s}" if s else original, (f"{diffusers}.{s}" if s else diffusers,)))
+
+
+def chunk(groups: list[Regroup], original: str, pieces, sizes, suffixes=("weight", "bias"), reverse=False) -> None:
+    """`original.s` <-> the `pieces` (rows of `sizes`), e.g. a fused qkv <-> to_q, to_k, to_v."""
+    for s in suffixes:
+        groups.append(Regroup(f"{original}.{s}", tuple(f"{p}.{s}" for p in pieces), sizes, reverse))

@@ -6,7 +6,7 @@ serve the 13B model and the tiny test model alike.
 """
 
 from hyv_jax.convert.mapping import Regroup, Rule, Slot
-from hyv_jax.convert.rule_builders import LINEAR, PROJ, dense, layer_norm, norm
+from hyv_jax.convert.rule_builders import LINEAR, PROJ, chunk, dense, layer_norm, norm, rename
 from hyv_jax.convert.transforms import Copy, Linear, Split
 from hyv_jax.models.transformer import TransformerConfig
 
@@ -69,65 +69,55 @@ def transformer_rules(config: TransformerConfig) -> list[Rule]:
     return rules
 
 
-def _rename(groups, original, diffusers, suffixes=("weight", "bias")):
-    for s in suffixes:
-        groups.append(Regroup(f"{original}.{s}", (f"{diffusers}.{s}",)))
-
-
-def _chunk(groups, original, pieces, sizes, suffixes=("weight", "bias"), reverse=False):
-    for s in suffixes:
-        groups.append(Regroup(f"{original}.{s}", tuple(f"{p}.{s}" for p in pieces), sizes, reverse))
-
-
 def diffusers_regroups(config: TransformerConfig) -> list[Regroup]:
     """Original names <-> diffusers `HunyuanVideoTransformer3DModel` names."""
     d = config.hidden_size
     mlp = int(d * config.mlp_ratio)
     qkv = (d, d, d)
     g: list[Regroup] = []
-    _rename(g, "img_in.proj", "x_embedder.proj")
-    _rename(g, "time_in.mlp.0", "time_text_embed.timestep_embedder.linear_1")
-    _rename(g, "time_in.mlp.2", "time_text_embed.timestep_embedder.linear_2")
+    rename(g, "img_in.proj", "x_embedder.proj")
+    rename(g, "time_in.mlp.0", "time_text_embed.timestep_embedder.linear_1")
+    rename(g, "time_in.mlp.2", "time_text_embed.timestep_embedder.linear_2")
     if config.guidance_embed:
-        _rename(g, "guidance_in.mlp.0", "time_text_embed.guidance_embedder.linear_1")
-        _rename(g, "guidance_in.mlp.2", "time_text_embed.guidance_embedder.linear_2")
-    _rename(g, "vector_in.in_layer", "time_text_embed.text_embedder.linear_1")
-    _rename(g, "vector_in.out_layer", "time_text_embed.text_embedder.linear_2")
-    _rename(g, "txt_in.input_embedder", "context_embedder.proj_in")
-    _rename(g, "txt_in.t_embedder.mlp.0", "context_embedder.time_text_embed.timestep_embedder.linear_1")
-    _rename(g, "txt_in.t_embedder.mlp.2", "context_embedder.time_text_embed.timestep_embedder.linear_2")
-    _rename(g, "txt_in.c_embedder.linear_1", "context_embedder.time_text_embed.text_embedder.linear_1")
-    _rename(g, "txt_in.c_embedder.linear_2", "context_embedder.time_text_embed.text_embedder.linear_2")
+        rename(g, "guidance_in.mlp.0", "time_text_embed.guidance_embedder.linear_1")
+        rename(g, "guidance_in.mlp.2", "time_text_embed.guidance_embedder.linear_2")
+    rename(g, "vector_in.in_layer", "time_text_embed.text_embedder.linear_1")
+    rename(g, "vector_in.out_layer", "time_text_embed.text_embedder.linear_2")
+    rename(g, "txt_in.input_embedder", "context_embedder.proj_in")
+    rename(g, "txt_in.t_embedder.mlp.0", "context_embedder.time_text_embed.timestep_embedder.linear_1")
+    rename(g, "txt_in.t_embedder.mlp.2", "context_embedder.time_text_embed.timestep_embedder.linear_2")
+    rename(g, "txt_in.c_embedder.linear_1", "context_embedder.time_text_embed.text_embedder.linear_1")
+    rename(g, "txt_in.c_embedder.linear_2", "context_embedder.time_text_embed.text_embedder.linear_2")
     for i in range(config.refiner_blocks):
         o, n = f"txt_in.individual_token_refiner.blocks.{i}", f"context_embedder.token_refiner.refiner_blocks.{i}"
-        _rename(g, f"{o}.norm1", f"{n}.norm1")
-        _rename(g, f"{o}.norm2", f"{n}.norm2")
-        _chunk(g, f"{o}.self_attn_qkv", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v"), qkv)
-        _rename(g, f"{o}.self_attn_proj", f"{n}.attn.to_out.0")
-        _rename(g, f"{o}.mlp.fc1", f"{n}.ff.net.0.proj")
-        _rename(g, f"{o}.mlp.fc2", f"{n}.ff.net.2")
-        _rename(g, f"{o}.adaLN_modulation.1", f"{n}.norm_out.linear")
+        rename(g, f"{o}.norm1", f"{n}.norm1")
+        rename(g, f"{o}.norm2", f"{n}.norm2")
+        chunk(g, f"{o}.self_attn_qkv", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v"), qkv)
+        rename(g, f"{o}.self_attn_proj", f"{n}.attn.to_out.0")
+        rename(g, f"{o}.mlp.fc1", f"{n}.ff.net.0.proj")
+        rename(g, f"{o}.mlp.fc2", f"{n}.ff.net.2")
+        rename(g, f"{o}.adaLN_modulation.1", f"{n}.norm_out.linear")
     for i in range(config.double_blocks):
         o, n = f"double_blocks.{i}", f"transformer_blocks.{i}"
-        _rename(g, f"{o}.img_mod.linear", f"{n}.norm1.linear")
-        _rename(g, f"{o}.txt_mod.linear", f"{n}.norm1_context.linear")
-        _chunk(g, f"{o}.img_attn_qkv", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v"), qkv)
-        _chunk(g, f"{o}.txt_attn_qkv", (f"{n}.attn.add_q_proj", f"{n}.attn.add_k_proj", f"{n}.attn.add_v_proj"), qkv)
+        rename(g, f"{o}.img_mod.linear", f"{n}.norm1.linear")
+        rename(g, f"{o}.txt_mod.linear", f"{n}.norm1_context.linear")
+        chunk(g, f"{o}.img_attn_qkv", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v"), qkv)
+        chunk(g, f"{o}.txt_attn_qkv", (f"{n}.attn.add_q_proj", f"{n}.attn.add_k_proj", f"{n}.attn.add_v_proj"), qkv)
         for o_norm, n_norm in (("img_attn_q_norm", "norm_q"), ("img_attn_k_norm", "norm_k"),
                                ("txt_attn_q_norm", "norm_added_q"), ("txt_attn_k_norm", "norm_added_k")):
-            _rename(g, f"{o}.{o_norm}", f"{n}.attn.{n_norm}", ("weight",))
-        _rename(g, f"{o}.img_attn_proj", f"{n}.attn.to_out.0")
-        _rename(g, f"{o}.txt_attn_proj", f"{n}.attn.to_add_out")
+            rename(g, f"{o}.{o_norm}", f"{n}.attn.{n_norm}", ("weight",))
+        rename(g, f"{o}.img_attn_proj", f"{n}.attn.to_out.0")
+        rename(g, f"{o}.txt_attn_proj", f"{n}.attn.to_add_out")
         for stream, ff in (("img", "ff"), ("txt", "ff_context")):
-            _rename(g, f"{o}.{stream}_mlp.fc1", f"{n}.{ff}.net.0.proj")
-            _rename(g, f"{o}.{stream}_mlp.fc2", f"{n}.{ff}.net.2")
+            rename(g, f"{o}.{stream}_mlp.fc1", f"{n}.{ff}.net.0.proj")
+            rename(g, f"{o}.{stream}_mlp.fc2", f"{n}.{ff}.net.2")
     for i in range(config.single_blocks):
         o, n = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
-        _chunk(g, f"{o}.linear1", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v", f"{n}.proj_mlp"), (*qkv, mlp))
-        _rename(g, f"{o}.linear2", f"{n}.proj_out")
-        _rename(g, f"{o}.q_norm", f"{n}.attn.norm_q", ("weight",))
-        _rename(g, f"{o}.k_norm", f"{n}.attn.norm_k", ("weight",))
-        _rename(g, f"{o}.modulation.linear", f"{n}.norm.linear")
-    _rename(g, "final_layer.linear", "proj_out")
-    _chunk(g, "final_layer.adaLN_modulation.1", ("norm_out.linear",), (d, d), reverse=True)
+        chunk(g, f"{o}.linear1", (f"{n}.attn.to_q", f"{n}.attn.to_k", f"{n}.attn.to_v", f"{n}.proj_mlp"), (*qkv, mlp))
+        rename(g, f"{o}.linear2", f"{n}.proj_out")
+        rename(g, f"{o}.q_norm", f"{n}.attn.norm_q", ("weight",))
+        rename(g, f"{o}.k_norm", f"{n}.attn.norm_k", ("weight",))
+        rename(g, f"{o}.modulation.linear", f"{n}.norm.linear")
+    rename(g, "final_layer.linear", "proj_out")
+    chunk(g, "final_layer.adaLN_modulation.1", ("norm_out.linear",), (d, d), reverse=True)
     return g

@@ -120,6 +120,30 @@ def _same_architecture(directory: Path, spec: TextCheckpoint, config) -> None:
             + "; convert again with this config, or set these text_encoder config values")
 
 
+def lazy_text_encoder(name: str, spec: TextCheckpoint, model_config, directory, text_config, max_length: int,
+                      mesh: Mesh | None, random_weights: Callable[[Mapping], nnx.Module], output: Callable,
+                      convert_flags: str = "") -> tuple[LazyEncoder, TextTokenizer]:
+    """One text encoder of a pipeline and its tokenizer: from its converted folder (Orbax params +
+    hyv_jax.json + tokenizer.json), or `random_weights(shardings)` with the tokenizer the config
+    ships (`shipped_tokenizers`). `output` maps the model's output to what encode returns."""
+    shardings = shardings_for(abstract_model(spec, model_config), mesh)
+    if directory is not None:
+        directory = Path(directory)
+        _same_architecture(directory, spec, model_config)
+        load = lambda: restore_text(directory, spec, model_config, shardings)  # noqa: E731
+        folder = directory
+    elif text_config.shipped_tokenizers:
+        load = lambda: random_weights(shardings)  # noqa: E731
+        folder = ASSETS / text_config.shipped_tokenizers / name
+    else:
+        raise ValueError(
+            f"no {name}_dir given, and this config ships no tokenizers for random weights: convert the {spec.what} "
+            f"with `python convert_torch_weights.py to-jax --model {name} {convert_flags}--checkpoint <HF folder> --out <dir>` "
+            f"and pass {name}_dir=<dir>")
+    tokenizer = TextTokenizer.from_folder(folder, max_length, on_truncation=text_config.on_truncation, name=f"{name} tokenizer")
+    return LazyEncoder(load, output), tokenizer
+
+
 def load_text_encoder(config, *, llm_dir=None, clip_dir=None, seed: int = 0, mesh: Mesh | None = None) -> TextEncoder:
     """config: the `text_encoder` section of a model config (configs/*.py). llm_dir / clip_dir:
     folders written by `convert_torch_weights.py to-jax --model llm|clip` (Orbax params +
@@ -131,31 +155,16 @@ def load_text_encoder(config, *, llm_dir=None, clip_dir=None, seed: int = 0, mes
     if "llm" not in config or "clip" not in config:
         raise ValueError("pass the text_encoder section of the config (config.text_encoder), with llm and clip")
     llm_config, clip_config = LlamaConfig.from_mapping(config.llm), CLIPTextConfig.from_mapping(config.clip)
-    parts = []
-    for name, spec, model_config, directory, max_length, offset in (
-        ("llm", LLM, llm_config, llm_dir, config.llm_max_length, 0),
-        ("clip", CLIP, clip_config, clip_dir, config.clip_max_length, 1),
-    ):
-        abstract = abstract_model(spec, model_config)
-        shardings = shardings_for(abstract, mesh)
-        if directory is not None:
-            directory = Path(directory)
-            _same_architecture(directory, spec, model_config)
-            load = lambda d=directory, s=spec, c=model_config, p=shardings: restore_text(d, s, c, p)  # noqa: E731
-            folder = directory
-        elif config.shipped_tokenizers:
-            load = lambda s=spec, c=model_config, r=seed + offset, p=shardings: _seeded(s.model(c, rngs=nnx.Rngs(r)), p)  # noqa: E731
-            folder = ASSETS / config.shipped_tokenizers / name
-        else:
-            raise ValueError(
-                f"no {name}_dir given, and this config ships no tokenizers for random weights: convert the {spec.what} "
-                f"with `python convert_torch_weights.py to-jax --model {name} --checkpoint <HF folder> --out <dir>` "
-                f"and pass {name}_dir=<dir>")
-        tokenizer = TextTokenizer.from_folder(folder, max_length, on_truncation=config.on_truncation, name=f"{name} tokenizer")
-        parts.append((load, tokenizer))
-    (llm_load, llm_tokenizer), (clip_load, clip_tokenizer) = parts
-    return TextEncoder(LazyEncoder(llm_load, lambda states: states), LazyEncoder(clip_load, lambda out: out[1]), llm_tokenizer,
-                       clip_tokenizer)
+    parts = [
+        lazy_text_encoder(name, spec, model_config, directory, config, max_length, mesh,
+                          lambda p, s=spec, c=model_config, r=seed + offset: _seeded(s.model(c, rngs=nnx.Rngs(r)), p), output)
+        for name, spec, model_config, directory, max_length, offset, output in (
+            ("llm", LLM, llm_config, llm_dir, config.llm_max_length, 0, lambda states: states),
+            ("clip", CLIP, clip_config, clip_dir, config.clip_max_length, 1, lambda out: out[1]),
+        )
+    ]
+    (llm, llm_tokenizer), (clip, clip_tokenizer) = parts
+    return TextEncoder(llm, clip, llm_tokenizer, clip_tokenizer)
 
 
 def _seeded(model: nnx.Module, shardings: Mapping) -> nnx.Module:

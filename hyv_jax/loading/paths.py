@@ -1,6 +1,7 @@
 """Where the converted weights of a pipeline's models are, checked before anything loads."""
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 from hyv_jax.convert.orbax_io import INFO_FILE
@@ -23,27 +24,36 @@ class ModelPaths:
     def check(self, allow_random_weights: bool) -> None:
         """Fails, saying what to do, on absent folders or tokenizers, or on missing checkpoints
         for a config that must not run with random weights. Reads no weights."""
-        for name in ("transformer", "vae", "llm", "clip"):
-            folder = getattr(self, name)
-            if folder is None:
-                continue
-            folder = Path(folder)
-            if not (folder / INFO_FILE).is_file():
-                raise FileNotFoundError(
-                    f"{name} checkpoint folder {folder} has no {INFO_FILE}: it is not a converted hyv_jax checkpoint; "
-                    f"run `python convert_torch_weights.py to-jax --model {name} ... --out {folder}`"
-                )
-            if name in ("llm", "clip") and not (folder / TOKENIZER_FILE).is_file():
-                raise FileNotFoundError(
-                    f"{name} folder {folder} has no {TOKENIZER_FILE}; copy the tokenizer.json of the Hugging Face "
-                    f"model folder into it (convert_torch_weights.py --model {name} does this)"
-                )
-        if self.missing() and not allow_random_weights:
-            raise ValueError(
-                f"this model config needs converted checkpoints, missing: {', '.join(self.missing())}; convert them with "
-                "`python convert_torch_weights.py to-jax --model <transformer|vae|llm|clip> ...` and pass the folders "
-                "(or use configs/tiny.py, which runs with random weights)"
+        check_converted(self, {name: name for name in ("transformer", "vae", "llm", "clip")}, ("llm", "clip"), allow_random_weights,
+                        "(or use configs/tiny.py, which runs with random weights)")
+
+
+def check_converted(paths, models: Mapping[str, str], tokenized: tuple[str, ...], allow_random_weights: bool, hint: str,
+                    convert_flags: str = "") -> None:
+    """The converted folders of `paths` (field -> the converter's --model for it) that are given
+    must hold a converted checkpoint (and those in `tokenized` their tokenizer.json); all must
+    be given unless random weights are allowed. `convert_flags` go into the suggested command."""
+    for name, model in models.items():
+        folder = getattr(paths, name)
+        if folder is None:
+            continue
+        folder = Path(folder)
+        if not (folder / INFO_FILE).is_file():
+            raise FileNotFoundError(
+                f"{name} checkpoint folder {folder} has no {INFO_FILE}: it is not a converted hyv_jax checkpoint; "
+                f"run `python convert_torch_weights.py to-jax --model {model} {convert_flags}... --out {folder}`"
             )
+        if name in tokenized and not (folder / TOKENIZER_FILE).is_file():
+            raise FileNotFoundError(
+                f"{name} folder {folder} has no {TOKENIZER_FILE}; copy the tokenizer.json of the Hugging Face "
+                f"model folder into it (convert_torch_weights.py --model {model} does this)"
+            )
+    missing = [name for name in models if getattr(paths, name) is None]
+    if missing and not allow_random_weights:
+        raise ValueError(
+            f"this model config needs converted checkpoints, missing: {', '.join(missing)}; convert them with "
+            f"`python convert_torch_weights.py to-jax --model <{'|'.join(models.values())}> {convert_flags}...` and pass the folders {hint}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,3 +75,28 @@ class CustomPaths(ModelPaths):
         if missing and not allow_random_weights:
             raise ValueError(f"this model config needs the Hugging Face folders of {', '.join(missing)} "
                              f"(--{missing[0]}-dir); random weights only run with the tiny config")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiTPaths:
+    """Hunyuan-DiT's converted folders (convert_torch_weights.py --model hunyuan_dit|bert|mt5|
+    sdxl_vae); None -> random weights (tiny config only)."""
+
+    transformer: str | Path | None = None
+    vae: str | Path | None = None
+    bert: str | Path | None = None
+    mt5: str | Path | None = None
+
+    @classmethod
+    def under(cls, root: str | Path) -> "DiTPaths":
+        """root/transformer, root/vae, root/bert, root/mt5."""
+        return cls(**{f.name: Path(root) / f.name for f in dataclasses.fields(cls)})
+
+    def missing(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
+
+    def check(self, allow_random_weights: bool) -> None:
+        check_converted(self, {"transformer": "hunyuan_dit", "vae": "sdxl_vae", "bert": "bert", "mt5": "mt5"}, ("bert", "mt5"),
+                        allow_random_weights,
+                        "(or use configs/tiny_hunyuan_dit.py, which runs with random weights)",
+                        "--config configs/hunyuan_dit.py ")

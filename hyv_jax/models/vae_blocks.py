@@ -4,7 +4,7 @@ Attribute names follow the upstream modules (`resnets`, `downsamplers.0.conv`, `
 `to_out.0`, ...) so the conversion table reads line by line against the checkpoint.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,16 +16,18 @@ from hyv_jax.nn.group_norm import GroupNorm
 
 
 class ResnetBlock(nnx.Module):
-    """norm1, SiLU, conv1, norm2, SiLU, conv2, plus the input (through a k=1 causal conv when
-    the channel count changes)."""
+    """norm1, SiLU, conv1, norm2, SiLU, conv2, plus the input (through a k=1 conv when the
+    channel count changes). `conv` builds the convolutions: causal 3D here, Conv2d for the
+    image VAE (models/hunyuan_dit)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, groups: int, eps: float, dtype, param_dtype, rngs: nnx.Rngs):
-        conv = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, in_channels: int, out_channels: int, *, groups: int, eps: float, dtype, param_dtype, rngs: nnx.Rngs,
+                 conv: Callable = CausalConv3d):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.norm1 = GroupNorm(in_channels, groups, eps=eps, param_dtype=param_dtype, rngs=rngs)
-        self.conv1 = CausalConv3d(in_channels, out_channels, 3, **conv)
+        self.conv1 = conv(in_channels, out_channels, 3, **kw)
         self.norm2 = GroupNorm(out_channels, groups, eps=eps, param_dtype=param_dtype, rngs=rngs)
-        self.conv2 = CausalConv3d(out_channels, out_channels, 3, **conv)
-        self.conv_shortcut = CausalConv3d(in_channels, out_channels, 1, **conv) if in_channels != out_channels else None
+        self.conv2 = conv(out_channels, out_channels, 3, **kw)
+        self.conv_shortcut = conv(in_channels, out_channels, 1, **kw) if in_channels != out_channels else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = self.conv1(jax.nn.silu(self.norm1(x)))

@@ -14,6 +14,8 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "silu": jax.nn.silu,
+    # SiLU in float32 whatever the compute dtype (Hunyuan-DiT's FP32_SiLU)
+    "silu_fp32": lambda x: jax.nn.silu(x.astype(jnp.float32)).astype(x.dtype),
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),  # CLIP's GELU approximation
 }
 
@@ -25,13 +27,16 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 class MLP(nnx.Module):
-    """fc1 -> activation -> fc2 (hidden width on the `mlp` axis)."""
+    """fc1 -> activation -> fc2 (hidden width on the `mlp` axis). The output width is the
+    input's unless `out_dim` is given (projections between widths, e.g. text states into the
+    model width); `in_axis` / `out_axis` name the outer widths."""
 
-    def __init__(self, dim: int, hidden: int, act: str, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, dim: int, hidden: int, act: str, *, out_dim: int | None = None, in_axis: str = "embed",
+                 out_axis: str = "embed", dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.act = activation(act)
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.fc1 = Dense(dim, hidden, in_axes=("embed",), out_axes=("mlp",), **kw)
-        self.fc2 = Dense(hidden, dim, in_axes=("mlp",), out_axes=("embed",), **kw)
+        self.fc1 = Dense(dim, hidden, in_axes=(in_axis,), out_axes=("mlp",), **kw)
+        self.fc2 = Dense(hidden, dim if out_dim is None else out_dim, in_axes=("mlp",), out_axes=(out_axis,), **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(checkpoint_name(self.act(self.fc1(x)), MLP_HIDDEN))
@@ -49,3 +54,17 @@ class MLPEmbedder(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.out_layer(jax.nn.silu(self.in_layer(x)))
+
+
+class GatedMLP(nnx.Module):
+    """down(act(gate(x)) * up(x)), no biases: Llama's SwiGLU (silu), T5's gated GELU (gelu_tanh)."""
+
+    def __init__(self, dim: int, hidden: int, act: str, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.act = activation(act)
+        kw = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.gate_proj = Dense(dim, hidden, in_axes=("embed",), out_axes=("mlp",), **kw)
+        self.up_proj = Dense(dim, hidden, in_axes=("embed",), out_axes=("mlp",), **kw)
+        self.down_proj = Dense(hidden, dim, in_axes=("mlp",), out_axes=("embed",), **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))

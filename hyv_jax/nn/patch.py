@@ -1,8 +1,10 @@
-"""Video <-> token sequence: patch embedding and its inverse, channels-last.
+"""Images and videos <-> token sequences: patch embedding and its inverse, channels-last.
 
-Tokens are flattened in (T', H', W') order; within a patch, features are (pt, ph, pw, C).
-Upstream's Conv3d patch kernel (O, C, pt, ph, pw) and its final linear's (c, pt, ph, pw) output
-order are permutations of these, applied by the converter.
+Works for any number of patched axes: a video (B, T, H, W, C) with a (pt, ph, pw) patch, an
+image (B, H, W, C) with a (ph, pw) patch. Tokens are flattened in grid order ((T', H', W') or
+(H', W')); within a patch, features are (*patch, C). Upstream's patch conv kernel
+(O, C, *patch) and its final linear's (c, *patch) output order are permutations of these,
+applied by the converter.
 """
 
 from collections.abc import Sequence
@@ -13,16 +15,29 @@ from flax import nnx
 
 from hyv_jax.nn.dense import Dense
 
+PATCH_AXES = ("patch_t", "patch_h", "patch_w")
 
-def patch_grid(video_shape: Sequence[int], patch: Sequence[int]) -> tuple[int, int, int]:
-    """(T', H', W') of a (B, T, H, W, C) video; fails on sides the patch does not divide."""
-    _, t, h, w, _ = video_shape
-    if t % patch[0] or h % patch[1] or w % patch[2]:
+
+def patch_axes(n: int) -> tuple[str, ...]:
+    """Logical names of the last `n` patched axes (time only when there are three)."""
+    return PATCH_AXES[len(PATCH_AXES) - n:]
+
+
+def patch_grid(shape: Sequence[int], patch: Sequence[int]) -> tuple[int, ...]:
+    """The token grid ((T', H', W') of a (B, T, H, W, C) video, (H', W') of a (B, H, W, C)
+    image); fails on sides the patch does not divide."""
+    sides = tuple(shape[1:-1])
+    if len(sides) != len(patch) or any(s % p for s, p in zip(sides, patch)):
         raise ValueError(
-            f"latent (T, H, W) = {(t, h, w)} is not divisible by the patch {tuple(patch)}; "
-            f"use latent sides that are multiples of the patch (video sides multiples of {8 * patch[1]})"
+            f"latent sides {sides} are not divisible by the patch {tuple(patch)}; "
+            f"use latent sides that are multiples of the patch (pixel sides multiples of {8 * patch[-1]})"
         )
-    return t // patch[0], h // patch[1], w // patch[2]
+    return tuple(s // p for s, p in zip(sides, patch))
+
+
+def _interleave(n: int) -> tuple[int, ...]:
+    """Axis order taking (B, g0, p0, g1, p1, ..., C) to (B, g0, g1, ..., p0, p1, ..., C)."""
+    return (0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
 
 
 class PatchEmbed(nnx.Module):
@@ -31,25 +46,24 @@ class PatchEmbed(nnx.Module):
         self.in_channels = in_channels
         self.proj = Dense(
             (*self.patch, in_channels), dim,
-            in_axes=("patch_t", "patch_h", "patch_w", "channels"), out_axes=("embed",),
+            in_axes=(*patch_axes(len(self.patch)), "channels"), out_axes=("embed",),
             dtype=dtype, param_dtype=param_dtype, rngs=rngs,
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """(B, T, H, W, C) -> (B, T'H'W', D)."""
+        """(B, *sides, C) -> (B, prod(grid), D)."""
         if x.shape[-1] != self.in_channels:
             raise ValueError(f"expected {self.in_channels} latent channels (channels-last), got shape {x.shape}")
         b, c = x.shape[0], x.shape[-1]
-        t, h, w = patch_grid(x.shape, self.patch)
-        pt, ph, pw = self.patch
-        x = x.reshape(b, t, pt, h, ph, w, pw, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
-        return self.proj(x.reshape(b, t * h * w, pt, ph, pw, c))
+        grid = patch_grid(x.shape, self.patch)
+        split = [d for g, p in zip(grid, self.patch) for d in (g, p)]
+        x = x.reshape(b, *split, c).transpose(_interleave(len(grid)))
+        return self.proj(x.reshape(b, -1, *self.patch, c))
 
 
 def unpatchify(tokens: jax.Array, grid: Sequence[int], patch: Sequence[int]) -> jax.Array:
-    """(B, T'H'W', pt, ph, pw, C) -> (B, T, H, W, C)."""
-    b, c = tokens.shape[0], tokens.shape[-1]
-    t, h, w = grid
-    pt, ph, pw = patch
-    x = tokens.reshape(b, t, h, w, pt, ph, pw, c).transpose(0, 1, 4, 2, 5, 3, 6, 7)
-    return x.reshape(b, t * pt, h * ph, w * pw, c)
+    """(B, prod(grid), *patch, C) -> (B, *sides, C)."""
+    b, c, n = tokens.shape[0], tokens.shape[-1], len(grid)
+    x = tokens.reshape(b, *grid, *patch, c)
+    order = (0, *[a for i in range(n) for a in (1 + i, 1 + n + i)], 2 * n + 1)
+    return x.transpose(order).reshape(b, *[g * p for g, p in zip(grid, patch)], c)

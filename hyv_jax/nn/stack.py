@@ -28,26 +28,33 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
 
 
 def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none", start: int = 0,
-                stop: int | None = None) -> C:
+                stop: int | None = None, outputs: bool = False):
     """Applies `step(layer, carry)` for each layer of a stack in order; with per-layer inputs
     `xs` (leading axis = layers), `step(layer, carry, x)`. Each layer is rematerialised in the
     backward pass per `remat_policy` (see nn/remat.py). Only layers [start, stop) run (stop
     None: to the end; negative counts from the end); the others pass the carry through, skipped
-    inside the scan (slicing the stack would copy its weights)."""
+    inside the scan (slicing the stack would copy its weights). With `outputs`, `step` returns
+    (carry, y) and the result is (carry, ys) with ys stacked over the layers (the layer outputs
+    a later stack consumes, as long skip connections do)."""
     graphdef, state = nnx.split(layers)
     n = layer_count(layers)
     stop = n if stop is None else stop % n if stop < 0 else stop
     partial = start > 0 or stop < n
+    if outputs and partial:
+        raise ValueError("scan_layers: outputs are collected from every layer; run the whole stack")
 
     def body(c, scanned):
         layer_state, x, index = scanned
         layer = nnx.merge(graphdef, layer_state)
         apply = lambda c: step(layer, c) if xs is None else step(layer, c, x)  # noqa: E731
+        if outputs:
+            return apply(c)
         if not partial:
             return apply(c), None
         return jax.lax.cond((index >= start) & (index < stop), apply, lambda c: c, c), None
 
-    return jax.lax.scan(remat(body, remat_policy), carry, (state, xs, jnp.arange(n)))[0]
+    carry, ys = jax.lax.scan(remat(body, remat_policy), carry, (state, xs, jnp.arange(n)))
+    return (carry, ys) if outputs else carry
 
 
 def layer_count(layers: nnx.Module) -> int:

@@ -19,6 +19,7 @@ from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.models.text.causal_attention import causal_attention
 from hyv_jax.nn.dense import Dense
 from hyv_jax.nn.embedding import Embedding
+from hyv_jax.nn.mlp import GatedMLP
 from hyv_jax.nn.norms import RMSNorm
 from hyv_jax.nn.stack import scan_layers, stack_layers
 
@@ -123,26 +124,13 @@ class LlamaAttention(nnx.Module):
         return self.o_proj(causal_attention(q, k, self.v_proj(x), key_mask))
 
 
-class LlamaMLP(nnx.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
-
-    def __init__(self, dim: int, hidden: int, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.gate_proj = Dense(dim, hidden, in_axes=("embed",), out_axes=("mlp",), **kw)
-        self.up_proj = Dense(dim, hidden, in_axes=("embed",), out_axes=("mlp",), **kw)
-        self.down_proj = Dense(hidden, dim, in_axes=("mlp",), out_axes=("embed",), **kw)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class LlamaDecoderLayer(nnx.Module):
     def __init__(self, c: LlamaConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.input_layernorm = RMSNorm(c.hidden_size, eps=c.rms_norm_eps, param_dtype=param_dtype, rngs=rngs)
         self.self_attn = LlamaAttention(c, **kw)
         self.post_attention_layernorm = RMSNorm(c.hidden_size, eps=c.rms_norm_eps, param_dtype=param_dtype, rngs=rngs)
-        self.mlp = LlamaMLP(c.hidden_size, c.intermediate_size, **kw)
+        self.mlp = GatedMLP(c.hidden_size, c.intermediate_size, "silu", **kw)  # SwiGLU
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, key_mask: jax.Array) -> jax.Array:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, key_mask)
