@@ -63,7 +63,7 @@ IMAGE_PIPELINE = "hunyuan_dit"
 IMAGE_FLAGS = ("image_size", "sampler", "negative", "batch_size", "size_cond", "resolution_binning", "bert_dir", "mt5_dir")
 VIDEO_FLAGS = ("video_size", "video_length", "flow_shift", "embedded_cfg_scale", "neg_prompt", "vae_tiling", "noise_dtype",
                "first_block_cache", "ulysses_degree", "ring_degree", "llm_dir", "clip_dir", "ref_image", "input_audio",
-               "input_video", "mask_video", "llava_dir", "whisper_dir")
+               "input_video", "mask_video", "llava_dir", "whisper_dir", "lora")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
 
@@ -99,7 +99,7 @@ def parse_args(argv):
     mesh.add_argument("--num-processes", type=int, help="multi-host: how many processes")
     mesh.add_argument("--process-id", type=int, help="multi-host: this process's index")
     lora = parser.add_argument_group("LoRA (merged into the transformer's weights once they are loaded)")
-    lora.add_argument("--lora", action="append", type=lora_spec, default=[], metavar="PATH[:SCALE]",
+    lora.add_argument("--lora", action="append", type=lora_spec, metavar="PATH[:SCALE]",
                       help="a LoRA file (diffusers/PEFT, original transformer./diffusion_model. keys, kohya/musubi, ComfyUI) "
                            "and its strength (default 1.0); repeat to add several")
     lora.add_argument("--lora-skip-unknown", action="store_true",

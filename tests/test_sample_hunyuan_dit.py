@@ -34,6 +34,7 @@ def test_bad_inputs_fail_in_one_line(tmp_path, capsys):
 
     fails(["--config", sample.TINY_DIT_CONFIG, "--video-length", "5", "--ring-degree", "2"],
           "--video-length --ring-degree do not apply to Hunyuan-DiT text to image")
+    fails(["--config", sample.TINY_DIT_CONFIG, "--lora", "style.safetensors"], "--lora does not apply to Hunyuan-DiT")
     fails(["--sampler", "ddim"], "--sampler does not apply to configs/")
     fails(["--config", sample.DIT_CONFIG], "missing: transformer, vae, bert, mt5")
     fails(["--config", sample.DIT_CONFIG, "--model-base", str(tmp_path)], "transformer checkpoint folder")
