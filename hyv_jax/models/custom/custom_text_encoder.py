@@ -8,7 +8,9 @@ prompt with a white image and the name "person" (the tokenizer call's default up
 pipeline passes no name there), its mask rewritten as the pipeline does.
 """
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from flax import nnx
@@ -25,6 +27,17 @@ SUBJECT_NAME = "object"  # the official CLI's default
 UNCONDITIONAL_NAME = "person"
 
 
+def llava_pad_token_id(llava_dir) -> int | None:
+    """The `pad_token_id` of a LLaVA HF folder's config.json, whose token embeddings LLaVA zeroes;
+    -1 when the config has none (transformers 4.41.2 modeling_llava.py:246: nothing zeroed); None
+    when there is no config to read (a checkpoint file)."""
+    config = Path(llava_dir) / "config.json"
+    if not config.is_file():
+        return None
+    value = json.loads(config.read_text()).get("pad_token_id")
+    return -1 if value is None else int(value)
+
+
 def image_token_id(tokenizer) -> int:
     """The id of LLaVA's `<image>` token, which must be a single token of the tokenizer."""
     ids, plain = tokenizer.token_ids(IMAGE_TOKEN), tokenizer.token_ids("")
@@ -35,11 +48,16 @@ def image_token_id(tokenizer) -> int:
 
 
 class CustomTextEncoder:
-    def __init__(self, base: TextEncoder, load_image_encoder: Callable[[], LlavaImageEncoder], vision: ClipVisionConfig):
+    def __init__(self, base: TextEncoder, load_image_encoder: Callable[[], LlavaImageEncoder], vision: ClipVisionConfig,
+                 pad_token_id: int | None = None):
+        """pad_token_id: the LLaVA config's, whose embeddings LLaVA zeroes; None: the tokenizer's
+        pad token (for folders without a config, and the random-weight configs)."""
         self.base, self.vision = base, vision
         self.image_token_id = image_token_id(base.llm_tokenizer)
+        self.pad_token_id = base.llm_tokenizer.pad_id if pad_token_id is None else pad_token_id
         self.crop = base.crops["video"]
-        self._fused = LazyEncoder(lambda: LlavaTextEncoder(base.llm_model(), load_image_encoder(), self.image_token_id),
+        self._fused = LazyEncoder(lambda: LlavaTextEncoder(base.llm_model(), load_image_encoder(), self.image_token_id,
+                                                           self.pad_token_id),
                                lambda states: states)
 
     @classmethod
@@ -53,13 +71,15 @@ class CustomTextEncoder:
             raise ValueError("pass a HunyuanCustom model config (with text_encoder and vision sections)")
         base = TextEncoder.load(config.text_encoder, llm_dir=llm_dir, clip_dir=clip_dir, seed=seed)
         vision = ClipVisionConfig.from_mapping(config.vision)
+        pad_token_id = None
         if llava_dir is not None:
             load = lambda: load_llava_image_encoder(llava_dir, vision)  # noqa: E731
+            pad_token_id = llava_pad_token_id(llava_dir)
         elif config.text_encoder.shipped_tokenizers:
             load = lambda: LlavaImageEncoder(vision, rngs=nnx.Rngs(seed + 2))  # noqa: E731
         else:
             raise ValueError("no llava_dir given: pass the HF folder of HunyuanCustom's llava-llama-3-8b for the vision tower")
-        return cls(base, load, vision)
+        return cls(base, load, vision, pad_token_id)
 
     def _encode(self, prompts: list[str], pixels: np.ndarray, name: str) -> PromptEmbeddings:
         ids, mask = self.base.llm_tokenizer([subject_prompt(template("video").apply(p), name) for p in prompts])
