@@ -35,7 +35,20 @@ def cfg_batch(negative: "PromptEmbeddings", positive: "PromptEmbeddings") -> "Pr
     return dataclasses.replace(positive, **{f: np.concatenate([getattr(negative, f), getattr(positive, f)]) for f in ("states", "mask", "pooled")})
 
 
+def rounded(x: jax.Array, dtype) -> jax.Array:
+    """float32 x rounded to `dtype` (kept float32): what one op on torch tensors of that dtype
+    stores. reduce_precision rather than a cast pair, which XLA may drop (it allows excess
+    precision); in fp16 it flushes subnormals (|x| < 6.1e-5) to zero."""
+    info = jnp.finfo(dtype)
+    return jax.lax.reduce_precision(x, exponent_bits=info.nexp, mantissa_bits=info.nmant)
+
+
 def combine_cfg(velocity: jax.Array, scale: jax.Array) -> jax.Array:
-    """Velocity of a [negative; positive] batch -> neg + scale * (pos - neg) on the positive half."""
+    """Velocity of a [negative; positive] batch -> neg + scale * (pos - neg) on the positive half,
+    each op rounded to the velocity's (the model's) dtype as upstream computes it on the bf16
+    model output (hyvideo/diffusion/pipelines/pipeline_hunyuan_video.py:1006-1010,
+    hymm_sp/diffusion/pipelines/pipeline_hunyuan_video_custom.py:1031-1033); the scale stays float32."""
+    dtype = velocity.dtype
     negative, positive = jnp.split(velocity.astype(jnp.float32), 2)
-    return negative + jnp.asarray(scale, jnp.float32) * (positive - negative)
+    step = rounded(jnp.asarray(scale, jnp.float32) * rounded(positive - negative, dtype), dtype)
+    return (negative + step).astype(dtype)

@@ -1,0 +1,32 @@
+"""Guidance arithmetic as upstream: true CFG combined on the model's bf16 output with every op
+rounded to bf16 (the scale itself kept in float32, as torch's scalar ops do)."""
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+import torch
+
+from hyv_jax.sampling.guidance import combine_cfg
+
+
+@pytest.mark.parametrize("scale", [7.5, 6.0, 1.45, 3.05, 6.1])
+def test_cfg_combination_in_bf16_equals_upstream(scale):
+    rng = np.random.default_rng(0)
+    velocity = (rng.standard_normal((2, 3, 8, 8, 16)) * 2).astype(ml_dtypes.bfloat16)
+    got = np.asarray(jax.jit(combine_cfg)(jnp.asarray(velocity), jnp.float32(scale)))
+    assert got.dtype == ml_dtypes.bfloat16
+    # pipeline_hunyuan_video.py:1007-1010 on the bf16 transformer output
+    uncond, text = torch.from_numpy(velocity.view(np.int16)).view(torch.bfloat16).chunk(2)
+    expected = uncond + scale * (text - uncond)
+    np.testing.assert_array_equal(got.view(np.int16), expected.view(torch.int16).numpy())
+
+
+def test_cfg_combination_in_float32_is_the_float32_formula():
+    rng = np.random.default_rng(1)
+    velocity = rng.standard_normal((4, 2, 4, 4, 8)).astype(np.float32)
+    got = np.asarray(jax.jit(combine_cfg)(velocity, jnp.float32(4.5)))
+    negative, positive = velocity[:2], velocity[2:]
+    assert got.dtype == np.float32  # (XLA may fuse a multiply-add: an ulp apart)
+    np.testing.assert_allclose(got, negative + np.float32(4.5) * (positive - negative), rtol=1e-6, atol=1e-6)
