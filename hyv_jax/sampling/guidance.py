@@ -52,3 +52,27 @@ def combine_cfg(velocity: jax.Array, scale: jax.Array) -> jax.Array:
     negative, positive = jnp.split(velocity.astype(jnp.float32), 2)
     step = rounded(jnp.asarray(scale, jnp.float32) * rounded(positive - negative, dtype), dtype)
     return (negative + step).astype(dtype)
+
+
+def combine_ip_cfg(velocity: jax.Array, scale: jax.Array, ip_scale: jax.Array) -> jax.Array:
+    """HunyuanCustom's image CFG: velocity of a [negative; positive with a white reference;
+    positive with the reference] batch -> uncond + scale * (text - uncond) + ip_scale * (ip - text),
+    each op rounded to the velocity's dtype as upstream
+    (hymm_sp/diffusion/pipelines/pipeline_hunyuan_video_custom.py:1035-1038)."""
+    dtype = velocity.dtype
+    uncond, text, image = jnp.split(velocity.astype(jnp.float32), 3)
+    f32 = lambda value: jnp.asarray(value, jnp.float32)  # noqa: E731
+    guided = rounded(uncond + rounded(f32(scale) * rounded(text - uncond, dtype), dtype), dtype)
+    return (guided + rounded(f32(ip_scale) * rounded(image - text, dtype), dtype)).astype(dtype)
+
+
+def ip_cfg_scales(start: float, steps: int) -> np.ndarray:
+    """The image-CFG scale of each step: `start` at the first, lowered by (start - 1) / (steps -
+    1 + 0.001) after each (so it ends just above 1), in Python floats as upstream
+    (pipeline_hunyuan_video_custom.py:967-969,1038); float32 per step as torch uses it."""
+    decrement = (start - 1.0) / (steps - 1 + 1e-3)
+    scales = []
+    for _ in range(steps):
+        scales.append(start)
+        start -= decrement  # repeated subtraction, not start - i * decrement: upstream's rounding
+    return np.array(scales, np.float32)

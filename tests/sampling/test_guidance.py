@@ -30,3 +30,24 @@ def test_cfg_combination_in_float32_is_the_float32_formula():
     negative, positive = velocity[:2], velocity[2:]
     assert got.dtype == np.float32  # (XLA may fuse a multiply-add: an ulp apart)
     np.testing.assert_allclose(got, negative + np.float32(4.5) * (positive - negative), rtol=1e-6, atol=1e-6)
+
+
+def test_image_cfg_combination_equals_upstream():
+    """pipeline_hunyuan_video_custom.py:967-969,1035-1038 over a bf16 [uncond, text, ip] output."""
+    from hyv_jax.sampling.guidance import combine_ip_cfg, ip_cfg_scales
+
+    steps, start = 30, 3.0
+    scales = ip_cfg_scales(start, steps)
+    expected_scales, s = [], start
+    for _ in range(steps):
+        expected_scales.append(s)
+        s -= (start - 1.0) / (steps - 1 + 1e-3)
+    np.testing.assert_array_equal(scales, np.array(expected_scales, np.float32))
+    assert scales[0] == 3.0 and 1.0 < scales[-1] < 1.001
+    rng = np.random.default_rng(2)
+    velocity = (rng.standard_normal((3, 2, 4, 4, 16)) * 2).astype(ml_dtypes.bfloat16)
+    uncond, text, ip = torch.from_numpy(velocity.view(np.int16)).view(torch.bfloat16).chunk(3)
+    for i in (0, 7, 29):
+        got = np.asarray(jax.jit(combine_ip_cfg)(jnp.asarray(velocity), jnp.float32(7.5), scales[i]))
+        expected = uncond + 7.5 * (text - uncond) + expected_scales[i] * (ip - text)
+        np.testing.assert_array_equal(got.view(np.int16), expected.view(torch.int16).numpy())
