@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import tiny_custom
-from hyv_jax.models.custom.custom_text_encoder import CustomTextEncoder, llava_pad_token_id
+from hyv_jax.loading.models import llava_pad_token_id, load_custom_text_encoder
 from hyv_jax.models.custom.llava_fusion import pipeline_mask
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -16,7 +16,7 @@ PROMPT = "A cat walks on the grass, realistic style."
 
 @pytest.fixture(scope="module")
 def encoder():
-    return CustomTextEncoder.load(tiny_custom.get_config(), seed=3)
+    return load_custom_text_encoder(tiny_custom.get_config(), seed=3)
 
 
 def test_conditional_and_unconditional(encoder):
