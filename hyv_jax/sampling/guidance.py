@@ -18,11 +18,15 @@ DEFAULT_NEGATIVE_PROMPT = (
 )
 
 
-def embedded_guidance(scale: float | None, batch: int) -> np.ndarray | None:
-    """The transformer's guidance input, scale * 1000 per sample (None for models without a
-    guidance embedding). float32 here; the transformer rounds it to its compute dtype as
-    upstream does (6000 -> 6016 in bfloat16)."""
-    return None if scale is None else np.full((batch,), scale * 1000.0, np.float32)
+def embedded_guidance(scale: float | None, batch: int, dtype) -> np.ndarray | None:
+    """The transformer's guidance input per sample (None for models without a guidance
+    embedding), as upstream computes it: the scale rounded to the model's dtype, times 1000 in
+    that dtype (hyvideo/diffusion/pipelines/pipeline_hunyuan_video.py:976-982). In bf16 6.0 ->
+    6016 like bf16(6000), but 1.45 -> 1456 (bf16(1450) = 1448) and 6.1 -> 6080 (6112). float32 values."""
+    if scale is None:
+        return None
+    value = np.float32(np.float32(scale).astype(dtype)) * np.float32(1000.0)
+    return np.full((batch,), value.astype(dtype), np.float32)
 
 
 def cfg_batch(negative: "PromptEmbeddings", positive: "PromptEmbeddings") -> "PromptEmbeddings":

@@ -108,7 +108,8 @@ class TextToVideoPipeline:
     def step_conditions(self, text, options: SamplingOptions, model_inputs: dict | None = None) -> StepConditions:
         """The denoising step's conditions for `text` (the model batch), placed."""
         batch = text.states.shape[0]
-        guidance = embedded_guidance(options.embedded_guidance if self.transformer.config.guidance_embed else None, batch)
+        c = self.transformer.config
+        guidance = embedded_guidance(options.embedded_guidance if c.guidance_embed else None, batch, c.dtype)
         return self.place(StepConditions(text.states, text.mask, text.pooled, guidance, np.float32(options.cfg_scale),
                                          model_inputs or {}))
 

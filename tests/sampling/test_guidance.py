@@ -51,3 +51,14 @@ def test_image_cfg_combination_equals_upstream():
         got = np.asarray(jax.jit(combine_ip_cfg)(jnp.asarray(velocity), jnp.float32(7.5), scales[i]))
         expected = uncond + 7.5 * (text - uncond) + expected_scales[i] * (ip - text)
         np.testing.assert_array_equal(got.view(np.int16), expected.view(torch.int16).numpy())
+
+
+@pytest.mark.parametrize("scale", [6.0, 1.45, 3.05, 5.55, 6.1, 1.0])
+def test_embedded_guidance_is_the_scale_in_the_model_dtype_times_1000(scale):
+    from hyv_jax.sampling.guidance import embedded_guidance
+
+    # pipeline_hunyuan_video.py:976-982 with target_dtype bf16
+    expected = (torch.tensor([scale] * 2, dtype=torch.float32).to(torch.bfloat16) * 1000.0).float().numpy()
+    np.testing.assert_array_equal(embedded_guidance(scale, 2, "bfloat16"), expected)
+    np.testing.assert_array_equal(embedded_guidance(scale, 2, "float32"), np.float32(scale) * np.float32(1000.0))
+    assert embedded_guidance(None, 2, "bfloat16") is None
