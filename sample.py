@@ -37,7 +37,9 @@ from configs.command_line import add_debug_flag, parse_with_overrides, run_comma
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
 from hyv_jax.loading.paths import CustomPaths, ModelPaths
 from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
+from hyv_jax.sampling.noise import NOISE_DTYPES
 from hyv_jax.sampling.options import SamplingOptions
+from hyv_jax.sampling.sizes import official_size
 from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
 TINY_CONFIG, TINY_DEFAULT_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/tiny_default.py", "configs/hunyuan_video_t2v.py"
@@ -49,8 +51,13 @@ DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompt", help=f"text prompt (default: the config's default_prompt, else {DEFAULT_PROMPT!r})")
-    parser.add_argument("--neg-prompt", default=None, help="negative prompt for true CFG (default: upstream's, used when --cfg-scale > 1)")
-    parser.add_argument("--video-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="multiples of 16 (13B default 720 1280)")
+    parser.add_argument("--neg-prompt", default=None, help="negative prompt for true CFG (default: upstream's, used when --cfg-scale > 1; "
+                        "text-to-video replaces an empty one by it, as upstream)")
+    parser.add_argument("--add-pos-prompt", default="", help="text put before the prompt (and each --input-json item's), as upstream")
+    parser.add_argument("--add-neg-prompt", default="", help="text put before the negative prompt, as upstream")
+    parser.add_argument("--video-size", type=int, nargs="+", metavar="SIZE",
+                        help="HEIGHT WIDTH, or one value for a square; rounded up to multiples of 16 as upstream (13B default "
+                             "720 1280; editing: the input video's size)")
     parser.add_argument("--video-length", type=int, help="frames, 4k+1 (13B default 129; 1 samples an image)")
     parser.add_argument("--infer-steps", type=int, help="denoising steps (13B default 50)")
     parser.add_argument("--flow-shift", type=float, help="shift of the flow schedule (13B default 7.0)")
@@ -59,10 +66,16 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=None, help="video i uses seed + i (default: a random seed, printed)")
     parser.add_argument("--num-videos", type=int, default=1, help="videos for the prompt, sampled as one batch")
     parser.add_argument("--save-path", default="./results", help="folder for the videos (default ./results)")
+    parser.add_argument("--save-path-suffix", default="", help="write to SAVE_PATH_SUFFIX instead (upstream's)")
+    parser.add_argument("--fps", type=int, help="frame rate of the mp4 (default 24; HunyuanCustom 25)")
     parser.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=None, help="tiled VAE decode (default on)")
     parser.add_argument("--precision", choices=PRECISIONS, help="transformer dtype (13B default bf16)")
-    parser.add_argument("--vae-precision", choices=PRECISIONS, help="VAE dtype (13B default bf16)")
-    parser.add_argument("--noise-dtype", choices=("float16", "float32"), help="dtype the initial noise is drawn in (default float16, as upstream)")
+    parser.add_argument("--vae-precision", choices=PRECISIONS, help="VAE dtype (13B default fp16, as upstream)")
+    parser.add_argument("--text-encoder-precision", choices=PRECISIONS,
+                        help="LLM and LLaVA (with its vision tower) dtype, and the initial noise's as upstream (13B default fp16)")
+    parser.add_argument("--text-encoder-precision-2", choices=PRECISIONS, help="CLIP dtype (13B default fp16)")
+    parser.add_argument("--noise-dtype", choices=NOISE_DTYPES,
+                        help="dtype the initial noise is rounded to (default: the text encoder's, float16, as upstream)")
     parser.add_argument("--first-block-cache", type=float, metavar="THRESHOLD",
                         help="skip the later blocks on steps whose first block output changed less than this (relative; "
                              "0 off, the default; about 0.05-0.1: faster at some cost in fidelity)")
@@ -109,6 +122,7 @@ class Plan:
     custom: object = None  # CustomInputs in HunyuanCustom mode
     step_cache: bool = True
     compile_cache: str = ""
+    fps: int | None = None  # None: the mode's default
 
 
 def plan(argv) -> Plan:
@@ -129,20 +143,27 @@ def plan(argv) -> Plan:
             if shipped and no_checkpoints and Path(config_path).name == Path(TINY_DEFAULT_CONFIG).name:
                 paths = shipped
         config = load_config(config_path, overrides)
-        for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
-            if flag:
-                config[section].update(dtype=PRECISIONS[flag], param_dtype=PRECISIONS[flag])
+        set_precisions(config, args)
         set_parallel(config, args)
-        flags = dict(height=args.video_size and args.video_size[0], width=args.video_size and args.video_size[1], frames=args.video_length,
+        size = None
+        if args.video_size:
+            size, note = official_size(args.video_size)
+            if note:
+                print(note)
+        noise_dtype = args.noise_dtype or (args.text_encoder_precision and PRECISIONS[args.text_encoder_precision])
+        flags = dict(height=size and size[0], width=size and size[1], frames=args.video_length,
                      steps=args.infer_steps, flow_shift=args.flow_shift, embedded_guidance=args.embedded_cfg_scale,
-                     cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=args.noise_dtype, vae_tiling=args.vae_tiling,
+                     cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=noise_dtype, vae_tiling=args.vae_tiling,
                      first_block_cache=args.first_block_cache)
         seed = args.seed if args.seed is not None else config.sampling.get("seed", random.randrange(1_000_000))
-        sampling = config.sampling
+        sampling = config.sampling.to_dict()
         if custom and args.input_video:  # the editing checkpoint's schedule unless flags say otherwise
-            sampling = dict(sampling.to_dict(), **config.editing_sampling.to_dict())
+            sampling.update(config.editing_sampling.to_dict())
+        if custom and args.input_audio:  # the audio scripts' negative prompt
+            sampling.update(config.audio_sampling.to_dict())
         options = dataclasses.replace(SamplingOptions.from_mapping(sampling), num_videos=args.num_videos, seed=seed,
                                       **{k: v for k, v in flags.items() if v is not None})
+        options = dataclasses.replace(options, negative_prompt=args.add_neg_prompt + options.negative_prompt)
         inputs = None
         if custom:
             if options.first_block_cache and args.step_cache and options.steps == STEP_CACHE_STEPS:
@@ -152,13 +173,26 @@ def plan(argv) -> Plan:
             paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
         else:
             paths.check(config.get("allow_random_weights", False))
-        save_path = writable_folder(Path(args.save_path))
+        # hyvideo's sample_video.py:20 and hymm_sp/sample_batch.py:27
+        save_path = writable_folder(Path(f"{args.save_path}_{args.save_path_suffix}" if args.save_path_suffix else args.save_path))
         if args.compile_cache:
             writable_folder(Path(args.compile_cache), "compiled programs", "pass a writable --compile-cache, or '' to turn it off")
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
-    prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
-    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache)
+    prompt = args.add_pos_prompt + (args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT))
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, args.fps)
+
+
+def set_precisions(config, args) -> None:
+    """The precision flags into the config's sections: --precision the transformer, --vae-precision
+    the VAE, --text-encoder-precision the LLM and LLaVA's vision tower, -2 CLIP (upstream's)."""
+    sections = [(config.transformer, args.precision), (config.vae, args.vae_precision),
+                (config.text_encoder.llm, args.text_encoder_precision), (config.text_encoder.clip, args.text_encoder_precision_2)]
+    if "vision" in config:
+        sections.append((config.vision, args.text_encoder_precision))
+    for section, flag in sections:
+        if flag:
+            section.update(dtype=PRECISIONS[flag], param_dtype=PRECISIONS[flag])
 
 
 def set_parallel(config, args) -> None:
@@ -266,12 +300,12 @@ def main(argv=None) -> list[Path]:
             f"DIRECTION in {'/'.join(DIRECTIONS)}")
     elif p.paths.missing():
         say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
-    fps, audio, sample_rate = FPS, None, None
+    fps, audio, sample_rate = p.fps or FPS, None, None
     if p.custom is not None:
         from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
         pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
-        fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
+        fps, audio, sample_rate = p.fps or CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
         run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)  # noqa: E731
     else:
         pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)

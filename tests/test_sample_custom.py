@@ -58,6 +58,18 @@ def test_mode_writes_a_video(mode, files, tmp_path, capsys):
     assert ("audio" in streams) == (mode == "audio")
 
 
+def test_precision_flag_covers_llava_and_the_negative_prompt_follows_the_mode(files, tmp_path):
+    from configs.hunyuan_custom import AUDIO_NEGATIVE_PROMPT, NEGATIVE_PROMPT
+
+    base = ["--ref-image", str(files / "ref.png"), "--save-path", str(tmp_path), *SIZE, "--video-length", "5"]
+    p = sample.plan([*base, "--text-encoder-precision", "fp16"])
+    assert p.config.vision.dtype == p.config.text_encoder.llm.dtype == "float16" and p.options.noise_dtype == "float16"
+    assert p.options.negative_prompt == NEGATIVE_PROMPT  # the identity and editing scripts'
+    audio = sample.plan([*base, "--input-audio", str(files / "speech.wav")])
+    assert audio.options.negative_prompt == AUDIO_NEGATIVE_PROMPT
+    assert sample.plan([*base, "--input-audio", str(files / "speech.wav"), "--neg-prompt", "x"]).options.negative_prompt == "x"
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--ref-image", "{d}/broken.png"], "cannot read image"),
     (["--ref-image", "{d}/ref.png", "--input-audio", "{d}/broken.wav"], "cannot read audio"),

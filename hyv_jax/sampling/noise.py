@@ -12,7 +12,8 @@ different (equally distributed) video than the PyTorch code.
 import jax
 import jax.numpy as jnp
 
-NOISE_DTYPES = ("float16", "float32")
+# upstream rounds it to the text encoders' dtype (the prompt embeddings', pipeline_hunyuan_video.py:928-934)
+NOISE_DTYPES = ("float16", "bfloat16", "float32")
 
 
 def video_seeds(seed: int, count: int) -> list[int]:

@@ -28,7 +28,7 @@ from hyv_jax.parallel.plan import ParallelPlan, local_mesh, to_host
 from hyv_jax.sampling.denoise import CompiledStep, FullModel, StepConditions, VelocityPolicy, denoise
 from hyv_jax.sampling.first_block_cache import FirstBlockCache
 from hyv_jax.sampling.frames import decode_latents, to_uint8
-from hyv_jax.sampling.guidance import cfg_batch, embedded_guidance
+from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT, cfg_batch, embedded_guidance
 from hyv_jax.sampling.noise import initial_noise, latent_shape, video_seeds
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.schedule import FlowSchedule
@@ -88,7 +88,9 @@ class TextToVideoPipeline:
         """Embeddings for the options' batch: B copies of the prompt, or [negative x B, prompt x B]
         for true CFG. Releases the text encoder afterwards unless told not to."""
         mode = "image" if options.frames == 1 else "video"
-        prompts = [options.negative_prompt, prompt] if options.true_cfg else [prompt]
+        # stripped, and an empty negative prompt replaced by the default, as hyvideo/inference.py:595-606
+        negative = (options.negative_prompt if options.negative_prompt != "" else DEFAULT_NEGATIVE_PROMPT).strip()
+        prompts = [negative, prompt.strip()] if options.true_cfg else [prompt.strip()]
         both = self.text_encoder.encode(prompts, mode=mode)
         if self.release_text_encoder:
             self.text_encoder.release()

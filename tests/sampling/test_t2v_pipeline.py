@@ -108,6 +108,16 @@ def test_cfg_batches_negative_then_positive_and_releases_the_encoder(pipeline):
     assert not np.allclose(videos.latents, plain.latents)
 
 
+def test_prompts_stripped_and_an_empty_negative_is_the_default(pipeline):
+    """hyvideo/inference.py:595-606."""
+    from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT
+
+    pipeline.encode_prompt("  a dog \n", dataclasses.replace(OPTIONS, cfg_scale=4.0, negative_prompt=""))
+    assert pipeline.text_encoder.calls[-1] == ([DEFAULT_NEGATIVE_PROMPT, "a dog"], "video")
+    pipeline.encode_prompt(" a cat", dataclasses.replace(OPTIONS, cfg_scale=4.0, negative_prompt=" dark "))
+    assert pipeline.text_encoder.calls[-1] == (["dark", "a cat"], "video")
+
+
 def test_one_frame_uses_the_image_template(pipeline):
     image = pipeline("a tree", dataclasses.replace(OPTIONS, frames=1), progress=False)
     assert pipeline.text_encoder.calls[-1] == (["a tree"], "image")
@@ -116,7 +126,7 @@ def test_one_frame_uses_the_image_template(pipeline):
 
 @pytest.mark.parametrize("kw, message", [
     (dict(height=40), "multiple of 16"), (dict(width=0), "multiple of 16"), (dict(frames=8), "4k \\+ 1.*try 5 or 9"),
-    (dict(steps=0), "steps must be >= 1"), (dict(cfg_scale=0.5), "cfg scale"), (dict(noise_dtype="bfloat16"), "noise dtype"),
+    (dict(steps=0), "steps must be >= 1"), (dict(cfg_scale=0.5), "cfg scale"), (dict(noise_dtype="int8"), "noise dtype"),
     (dict(num_videos=0), "number of videos"), (dict(first_block_cache=-0.1), "first block cache threshold must be >= 0"),
 ])
 def test_bad_options(kw, message):
