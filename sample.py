@@ -39,7 +39,7 @@ from hyv_jax.loading.paths import CustomPaths, ModelPaths
 from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
 from hyv_jax.sampling.noise import NOISE_DTYPES
 from hyv_jax.sampling.options import SamplingOptions
-from hyv_jax.sampling.sizes import official_size
+from hyv_jax.sampling.sizes import editing_frames, official_size
 from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
 TINY_CONFIG, TINY_DEFAULT_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/tiny_default.py", "configs/hunyuan_video_t2v.py"
@@ -97,8 +97,9 @@ def parse_args(argv):
     custom.add_argument("--subject-name", default="object", help="the name in the prompt suffix 'The {name} looks like<image>'")
     custom.add_argument("--input-audio", help="speech driving the video (audio checkpoint); muxed into the mp4")
     custom.add_argument("--audio-strength", type=float, default=1.0, help="scale of the audio cross-attention (default 1.0)")
-    custom.add_argument("--input-video", help="video to edit (editing checkpoint); its frames set --video-length")
-    custom.add_argument("--mask-video", help="mask video of the region to generate, same frame count as --input-video")
+    custom.add_argument("--input-video", help="video to edit (editing checkpoint), at its own size (rounded up to 16) unless "
+                        "--video-size; min(its frames, the mask's) read, the largest 4k+1 of them produced, as upstream")
+    custom.add_argument("--mask-video", help="mask video of the region to generate (resized to the input video's size)")
     custom.add_argument("--step-cache", action=argparse.BooleanOptionalAction, default=True,
                         help="upstream's step cache at 30 steps (8 steps reuse the last single block's input; default on)")
     custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
@@ -231,10 +232,17 @@ def read_custom_inputs(args, config, paths, options: SamplingOptions):
         if not (args.input_video and args.mask_video):
             raise ValueError("editing needs both --input-video and --mask-video")
         video, mask_frames = (_read_video(args.input_video), _read_video(args.mask_video))
-        if video.shape[:3] != mask_frames.shape[:3]:
-            raise ValueError(f"--mask-video {mask_frames.shape[:3]} and --input-video {video.shape[:3]} (frames, height, width) "
-                             "must have the same frame count and size")
-        options = dataclasses.replace(options, frames=len(video))  # checks 4k+1
+        # upstream edits at the input's own size and frames (hymm_sp/data_kits/video_dataset.py:189-191,
+        # sample_batch.py:76-78): min(video, mask) frames read, the largest 4k+1 of them produced,
+        # the size rounded up to 16; --video-size overrides the size
+        frames = editing_frames(len(video), len(mask_frames))
+        video, mask_frames = video[:frames], mask_frames[:frames]
+        if args.video_size is None:
+            (height, width), note = official_size(video.shape[1:3])
+            if note:
+                print(f"{note.removeprefix('note: ')}: the input video's size")
+            options = dataclasses.replace(options, height=height, width=width)
+        options = dataclasses.replace(options, frames=frames)
         video = resize_frames(video, options.height, options.width)
         mask = process_mask(mask_frames, options.height, options.width, args.expand_scale)
     inputs = CustomInputs(images, audio, args.audio_strength, video, mask, args.subject_name)

@@ -13,11 +13,11 @@ The base pipeline's pieces are reused (flow schedule, Euler steps compiled once,
 import dataclasses
 from collections.abc import Sequence
 
+import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from hyv_jax.loading.models import load_custom_text_encoder, load_transformer, load_vae, load_whisper
 from hyv_jax.loading.paths import CustomPaths
@@ -69,10 +69,10 @@ class CustomInputs:
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(T, h, w, 3) uint8 -> (T, height, width, 3), bilinear."""
+    """(T, h, w, 3) uint8 -> (T, height, width, 3), OpenCV's bilinear (INTER_LINEAR) as upstream resizes."""
     if frames.shape[1:3] == (height, width):
         return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
 class CustomVideoPipeline(TextToVideoPipeline):
