@@ -103,6 +103,9 @@ def parse_args(argv):
     custom.add_argument("--step-cache", action=argparse.BooleanOptionalAction, default=True,
                         help="upstream's step cache at 30 steps (8 steps reuse the last single block's input; default on)")
     custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
+    custom.add_argument("--input-json", help="upstream's batch: a .json item or a .list of them (one path a line), each with its "
+                        "seg_item_image_path, pos_prompt, neg_prompt, item_prompt (name), seed and video_path/mask_path or "
+                        "audio_path; sampled one after the other in this process, written as <image name>.mp4")
     for name in ("llava", "whisper"):
         custom.add_argument(f"--{name}-dir", help=f"Hugging Face folder of HunyuanCustom's {name}")
     parser.add_argument("--config", help=f"model config (default: {RELEASED_CONFIG} with checkpoints, else {TINY_DEFAULT_CONFIG} "
@@ -124,13 +127,23 @@ class Plan:
     step_cache: bool = True
     compile_cache: str = ""
     fps: int | None = None  # None: the mode's default
+    jobs: tuple = ()  # Job per video batch to sample (one, or the --input-json items)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    prompt: str
+    options: SamplingOptions
+    inputs: object = None  # CustomInputs in HunyuanCustom mode
+    save_name: str | None = None  # an --input-json item's; None: from the prompt and seed
 
 
 def plan(argv) -> Plan:
     """Everything the run needs, checked; loads no model. Raises SystemExit with a message."""
     parser, args, overrides = parse_args(argv)
-    custom = bool(args.ref_image or args.input_audio or args.input_video or args.mask_video)
     try:
+        items = batch_items(args) if args.input_json else []
+        custom = bool(args.ref_image or args.input_audio or args.input_video or args.mask_video)
         base = Path(args.model_base) if args.model_base else None
         paths = ModelPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None) for name in ModelPaths.__dataclass_fields__})
         no_checkpoints = len(paths.missing()) == 4
@@ -164,13 +177,24 @@ def plan(argv) -> Plan:
             sampling.update(config.audio_sampling.to_dict())
         options = dataclasses.replace(SamplingOptions.from_mapping(sampling), num_videos=args.num_videos, seed=seed,
                                       **{k: v for k, v in flags.items() if v is not None})
-        options = dataclasses.replace(options, negative_prompt=args.add_neg_prompt + options.negative_prompt)
+        negative = options.negative_prompt
+        options = dataclasses.replace(options, negative_prompt=args.add_neg_prompt + negative)
+        prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
         inputs = None
+        jobs = []
         if custom:
             if options.first_block_cache and args.step_cache and options.steps == STEP_CACHE_STEPS:
                 raise ValueError(f"--first-block-cache and the step cache (on at {STEP_CACHE_STEPS} steps) do not combine: "
                                  "add --no-step-cache, or drop --first-block-cache")
-            inputs, options = read_custom_inputs(args, config, paths, options)
+            for item in items:  # upstream's defaults for what an item leaves out (video_dataset.py:141-144)
+                item_args = argparse.Namespace(**{**vars(args), **item_flags(item)})
+                item_options = dataclasses.replace(options, seed=options.seed if item.seed is None else item.seed,
+                                                   negative_prompt=args.add_neg_prompt + (negative if item.negative_prompt is None
+                                                                                          else item.negative_prompt))
+                item_inputs, item_options = read_custom_inputs(item_args, config, paths, item_options)
+                jobs.append(Job(args.add_pos_prompt + (prompt if item.prompt is None else item.prompt), item_options,
+                                item_inputs, item.save_name))
+            inputs, options = (jobs[0].inputs, jobs[0].options) if jobs else read_custom_inputs(args, config, paths, options)
             paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
         else:
             paths.check(config.get("allow_random_weights", False))
@@ -180,8 +204,33 @@ def plan(argv) -> Plan:
             writable_folder(Path(args.compile_cache), "compiled programs", "pass a writable --compile-cache, or '' to turn it off")
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
-    prompt = args.add_pos_prompt + (args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT))
-    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, args.fps)
+    prompt = args.add_pos_prompt + prompt
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, args.fps,
+                tuple(jobs) or (Job(prompt, options, inputs),))
+
+
+def batch_items(args) -> list:
+    """--input-json's items; the flags of the first set the mode (one checkpoint runs one mode)."""
+    from hyv_jax.sampling.input_batch import read_input_batch
+
+    given = [flag for flag, value in (("--ref-image", args.ref_image), ("--input-video", args.input_video),
+                                      ("--mask-video", args.mask_video), ("--input-audio", args.input_audio)) if value]
+    if given:
+        raise ValueError(f"--input-json items name their own inputs: drop {', '.join(given)}")
+    items = read_input_batch(args.input_json)
+    modes = {(i.video is not None, i.mask is not None, i.audio is not None) for i in items}
+    if len(modes) > 1:
+        raise ValueError(f"the items of {args.input_json} mix identity, editing and audio inputs; one checkpoint runs one "
+                         "mode: split them into one list per mode")
+    vars(args).update(item_flags(items[0]))
+    return items
+
+
+def item_flags(item) -> dict:
+    """An --input-json item as the flags of a single run."""
+    path = lambda p: None if p is None else str(p)  # noqa: E731
+    return dict(ref_image=[str(item.ref_image)], input_video=path(item.video), mask_video=path(item.mask),
+                input_audio=path(item.audio), subject_name=item.name)
 
 
 def set_precisions(config, args) -> None:
@@ -293,13 +342,14 @@ def main(argv=None) -> list[Path]:
         f", context strategy {parallel.context_strategy}"
     say(f"{device_summary()}; {mesh}")
 
-    from hyv_jax.io.video import FPS, write_image, write_video
+    from hyv_jax.io.video import FPS
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
     o = p.options
     say(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
         f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
-        f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
+        f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}"
+        f"{f'; {len(p.jobs)} items' if len(p.jobs) > 1 else ''}")
     if p.paths == shipped_paths():
         from hyv_jax.training.procedural_scenes import COLORS, DIRECTIONS, SHAPES
 
@@ -308,33 +358,46 @@ def main(argv=None) -> list[Path]:
             f"DIRECTION in {'/'.join(DIRECTIONS)}")
     elif p.paths.missing():
         say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
-    fps, audio, sample_rate = p.fps or FPS, None, None
+    fps, sample_rate = p.fps or FPS, None
     if p.custom is not None:
         from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
         pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
-        fps, audio, sample_rate = p.fps or CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
-        run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)  # noqa: E731
+        fps, sample_rate = p.fps or CUSTOM_FPS, SAMPLE_RATE
+        run = lambda job: pipeline(job.prompt, job.inputs, job.options, step_cache=p.step_cache, progress=lead)  # noqa: E731
     else:
         pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)
-        run = lambda: pipeline(p.prompt, o, progress=lead)  # noqa: E731
-    start = time.perf_counter()
-    videos = run()
-    say(f"sampled {o.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
-    if videos.full_steps < o.steps:
-        say(f"cache: {videos.full_steps} of {o.steps} steps ran every block")
-    if not lead:
-        return []
+        run = lambda job: pipeline(job.prompt, job.options, progress=lead)  # noqa: E731
     written = []
-    for frames, seed in zip(videos.frames, videos.seeds, strict=True):
-        if o.frames == 1:
-            written.append(write_image(p.save_path / output_name(p.prompt, seed, ".png"), frames[0]))
-        else:
-            written.append(write_video(p.save_path / output_name(p.prompt, seed, ".mp4"), frames, fps,
-                                       **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
-        print(f"saved {written[-1]}")
+    for job in p.jobs:  # one pipeline: the compiled programs of the first job serve the others
+        start = time.perf_counter()
+        videos = run(job)
+        say(f"sampled {job.options.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
+        if videos.full_steps < job.options.steps:
+            say(f"cache: {videos.full_steps} of {job.options.steps} steps ran every block")
+        if lead:
+            written += write_outputs(p.save_path, job, videos, fps, sample_rate)
     return written
 
+
+def write_outputs(folder: Path, job: Job, videos, fps: int, sample_rate) -> list[Path]:
+    """The job's videos (a PNG for one frame), named by its --input-json item or by prompt and seed."""
+    from hyv_jax.io.video import write_image, write_video
+
+    audio = None if job.inputs is None else job.inputs.audio
+    written = []
+    for frames, seed in zip(videos.frames, videos.seeds, strict=True):
+        suffix = ".png" if job.options.frames == 1 else ".mp4"
+        if job.save_name is None:
+            path = folder / output_name(job.prompt, seed, suffix)
+        else:  # upstream's <image name>.mp4 (sample_batch.py:113), the seed added for several videos
+            path = folder / f"{job.save_name}{f'_seed{seed}' if len(videos.seeds) > 1 else ''}{suffix}"
+        if job.options.frames == 1:
+            written.append(write_image(path, frames[0]))
+        else:
+            written.append(write_video(path, frames, fps, **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
+        print(f"saved {written[-1]}")
+    return written
 
 if __name__ == "__main__":
     run_command(main, None, "sample.py")

@@ -102,3 +102,33 @@ def test_bad_inputs_fail_before_model_work(extra, message, files, tmp_path, caps
         sample.plan([a.format(d=files) for a in extra] + ["--save-path", str(tmp_path)])
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_input_json_batch_in_one_process_reuses_the_compiled_step(files, tmp_path, monkeypatch, capsys):
+    """Two items with their own prompts, names, seeds and images: two videos named after the
+    images, one compiled denoising step serving both."""
+    import json
+
+    from hyv_jax.sampling import denoise
+
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "seg_cat.png")
+    items = [{"seg_item_image_path": str(files / "ref.png"), "pos_prompt": "a dog runs", "item_prompt": "dog", "seed": 5},
+             {"seg_item_image_path": str(tmp_path / "seg_cat.png"), "pos_prompt": "a cat sits", "neg_prompt": "dark"}]
+    for i, item in enumerate(items):
+        (tmp_path / f"item{i}.json").write_text(json.dumps(item))
+    (tmp_path / "items.list").write_text(f"{tmp_path / 'item0.json'}\n{tmp_path / 'item1.json'}\n")
+    args = ["--input-json", str(tmp_path / "items.list"), "--save-path", str(tmp_path / "out"), *SIZE, "--video-length", "5",
+            "--add-pos-prompt", "Realistic. "]
+    p = sample.plan(args)
+    assert [(j.prompt, j.options.seed, j.options.negative_prompt, j.inputs.subject_name, j.save_name) for j in p.jobs] == [
+        ("Realistic. a dog runs", 5, p.options.negative_prompt, "dog", "ref"), ("Realistic. a cat sits", 3, "dark", "object", "seg_cat")]
+    steps = []
+    original = denoise.CompiledStep.__init__
+    monkeypatch.setattr(denoise.CompiledStep, "__init__", lambda self, *a, **k: (steps.append(self), original(self, *a, **k))[1])
+    written = sample.main(args)
+    assert [w.name for w in written] == ["ref.mp4", "seg_cat.mp4"]
+    assert len(steps) == 1 and steps[0].traces == 1
+    assert "2 items" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sample.plan(args + ["--ref-image", str(files / "ref.png")])
+    assert "--input-json items name their own inputs: drop --ref-image" in capsys.readouterr().err
