@@ -102,6 +102,9 @@ def parse_args(argv):
     custom.add_argument("--mask-video", help="mask video of the region to generate (resized to the input video's size)")
     custom.add_argument("--step-cache", action=argparse.BooleanOptionalAction, default=True,
                         help="upstream's step cache at 30 steps (8 steps reuse the last single block's input; default on)")
+    custom.add_argument("--ip-cfg-scale", type=float, default=0.0,
+                        help="image CFG (upstream's): a third branch with the reference against a white one, its scale "
+                             "falling from this to 1 over the steps; identity mode with --cfg-scale > 1 (default 0: off)")
     custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
     custom.add_argument("--input-json", help="upstream's batch: a .json item or a .list of them (one path a line), each with its "
                         "seg_item_image_path, pos_prompt, neg_prompt, item_prompt (name), seed and video_path/mask_path or "
@@ -128,6 +131,7 @@ class Plan:
     compile_cache: str = ""
     fps: int | None = None  # None: the mode's default
     jobs: tuple = ()  # Job per video batch to sample (one, or the --input-json items)
+    ip_cfg_scale: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +199,11 @@ def plan(argv) -> Plan:
                 jobs.append(Job(args.add_pos_prompt + (prompt if item.prompt is None else item.prompt), item_options,
                                 item_inputs, item.save_name))
             inputs, options = (jobs[0].inputs, jobs[0].options) if jobs else read_custom_inputs(args, config, paths, options)
+            if args.ip_cfg_scale > 0 and (not options.true_cfg or inputs.audio is not None or inputs.video is not None):
+                raise ValueError("--ip-cfg-scale needs --cfg-scale > 1 and the identity mode (no --input-audio / --input-video), "
+                                 "as upstream")
+        elif args.ip_cfg_scale:
+            raise ValueError("--ip-cfg-scale is HunyuanCustom's: add --ref-image")
             paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
         else:
             paths.check(config.get("allow_random_weights", False))
@@ -206,7 +215,7 @@ def plan(argv) -> Plan:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.add_pos_prompt + prompt
     return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, args.fps,
-                tuple(jobs) or (Job(prompt, options, inputs),))
+                tuple(jobs) or (Job(prompt, options, inputs),), args.ip_cfg_scale)
 
 
 def batch_items(args) -> list:
@@ -364,7 +373,8 @@ def main(argv=None) -> list[Path]:
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
         pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
         fps, sample_rate = p.fps or CUSTOM_FPS, SAMPLE_RATE
-        run = lambda job: pipeline(job.prompt, job.inputs, job.options, step_cache=p.step_cache, progress=lead)  # noqa: E731
+        run = lambda job: pipeline(job.prompt, job.inputs, job.options, step_cache=p.step_cache,  # noqa: E731
+                                   ip_cfg_scale=p.ip_cfg_scale, progress=lead)
     else:
         pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)
         run = lambda job: pipeline(job.prompt, job.options, progress=lead)  # noqa: E731

@@ -132,3 +132,17 @@ def test_input_json_batch_in_one_process_reuses_the_compiled_step(files, tmp_pat
     with pytest.raises(SystemExit):
         sample.plan(args + ["--ref-image", str(files / "ref.png")])
     assert "--input-json items name their own inputs: drop --ref-image" in capsys.readouterr().err
+
+
+def test_image_cfg_runs_in_identity_mode_only(files, tmp_path, capsys):
+    base = ["--ref-image", str(files / "ref.png"), "--save-path", str(tmp_path), *SIZE, "--video-length", "5"]
+    (written,) = sample.main([*base, "--ip-cfg-scale", "3", "--infer-steps", "2"])
+    assert read_video(written).shape == (5, 32, 48, 3)
+    for extra, message in ((["--cfg-scale", "1"], "needs --cfg-scale > 1"),
+                           (["--input-audio", str(files / "speech.wav")], "identity mode")):
+        with pytest.raises(SystemExit):
+            sample.plan([*base, "--ip-cfg-scale", "3", *extra])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sample.plan(["--save-path", str(tmp_path), "--ip-cfg-scale", "3"])
+    assert "--ip-cfg-scale is HunyuanCustom's" in capsys.readouterr().err

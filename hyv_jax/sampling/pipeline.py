@@ -127,16 +127,16 @@ class TextToVideoPipeline:
         return self.steps[policy]
 
     def sample_latents(self, text, noise: np.ndarray, options: SamplingOptions, *, model_inputs: dict | None = None,
-                       progress: bool = True, **policy_options) -> tuple[np.ndarray, int]:
-        """The denoising loop from text embeddings (B or [negative, positive] 2B), host noise and
-        the variant's model inputs (in the model batch) -> (host latents, steps that ran every
-        block). policy_options go to `policy`."""
+                       progress: bool = True, ip_scales: np.ndarray | None = None, **policy_options) -> tuple[np.ndarray, int]:
+        """The denoising loop from text embeddings (B or [negative, positive] 2B; 3B with the
+        per-step `ip_scales` of image CFG), host noise and the variant's model inputs (in the model
+        batch) -> (host latents, steps that ran every block). policy_options go to `policy`."""
         schedule = FlowSchedule.create(options.steps, options.flow_shift, options.sigma_spacing)
         conditions = self.step_conditions(text, options, model_inputs)
         policy, carry = self.policy(options, (text.states.shape[0], *noise.shape[1:]), conditions, **policy_options)
         carry = self.plan.replicate(carry) if self.plan else jax.device_put(carry, jax.local_devices()[0])
         latents, carry = denoise(self.compiled_step(policy), self.state, self.place(np.asarray(noise, np.float32)), schedule,
-                                 conditions, carry, progress=progress and jax.process_index() == 0)
+                                 conditions, carry, progress=progress and jax.process_index() == 0, ip_scales=ip_scales)
         return to_host(latents), policy.full_steps(carry, options.steps)
 
     def decode(self, latents: np.ndarray, options: SamplingOptions) -> jax.Array:

@@ -62,3 +62,27 @@ def test_embedded_guidance_is_the_scale_in_the_model_dtype_times_1000(scale):
     np.testing.assert_array_equal(embedded_guidance(scale, 2, "bfloat16"), expected)
     np.testing.assert_array_equal(embedded_guidance(scale, 2, "float32"), np.float32(scale) * np.float32(1000.0))
     assert embedded_guidance(None, 2, "bfloat16") is None
+
+
+class _Velocity:
+    """A policy whose velocity is a fixed array (the model batch's), to check the step's combination."""
+
+    def __init__(self, velocity):
+        self.v = velocity
+
+    def velocity(self, model, x, t, conditions, parallel, carry):
+        assert x.shape[0] == self.v.shape[0]
+        return self.v, carry
+
+
+def test_the_step_combines_three_branches_with_the_steps_image_scale():
+    from hyv_jax.sampling.denoise import StepConditions, denoise_step
+    from hyv_jax.sampling.guidance import combine_ip_cfg
+
+    rng = np.random.default_rng(3)
+    latents = jnp.asarray(rng.standard_normal((1, 2, 4, 4, 8)), jnp.float32)
+    velocity = jnp.asarray(rng.standard_normal((3, 2, 4, 4, 8)), jnp.bfloat16)
+    conditions = StepConditions(jnp.zeros((3, 5, 8)), jnp.ones((3, 5), jnp.int32), jnp.zeros((3, 4)), None, jnp.float32(7.5), {})
+    out, _ = denoise_step(None, _Velocity(velocity), None, latents, 1000.0, 1.0, 0.5, conditions, (), jnp.float32(2.5))
+    expected = latents + combine_ip_cfg(velocity, 7.5, 2.5).astype(jnp.float32) * (0.5 - 1.0)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
