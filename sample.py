@@ -66,7 +66,7 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=None, help="video i uses seed + i (default: a random seed, printed)")
     parser.add_argument("--num-videos", type=int, default=1, help="videos for the prompt, sampled as one batch")
     parser.add_argument("--save-path", default="./results", help="folder for the videos (default ./results)")
-    parser.add_argument("--save-path-suffix", default="", help="write to SAVE_PATH_SUFFIX instead (upstream's)")
+    parser.add_argument("--save-path-suffix", default="", help="write to <save-path>_<suffix> instead (upstream's)")
     parser.add_argument("--fps", type=int, help="frame rate of the mp4 (default 24; HunyuanCustom 25)")
     parser.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=None, help="tiled VAE decode (default on)")
     parser.add_argument("--precision", choices=PRECISIONS, help="transformer dtype (13B default bf16)")
