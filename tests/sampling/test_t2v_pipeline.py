@@ -141,10 +141,13 @@ def test_progress_bar_shows_the_step_rate(pipeline, capsys):
 
 
 def test_text_batch_must_match_the_noise(pipeline):
-    text = pipeline.encode_prompt("a cat", dataclasses.replace(OPTIONS, num_videos=3))
+    text = pipeline.encode_prompt("a cat", dataclasses.replace(OPTIONS, num_videos=4))
     noise, _ = pipeline.noise(OPTIONS)
-    with pytest.raises(ValueError, match="text batch 3 must be the video batch 1"):
+    with pytest.raises(ValueError, match="text batch 4 must be the video batch 1"):
         pipeline.sample_latents(text, noise, OPTIONS)
+    three = pipeline.encode_prompt("a cat", dataclasses.replace(OPTIONS, num_videos=3))
+    with pytest.raises(ValueError, match="image CFG needs both"):  # three times the batch: image CFG, without its scales
+        pipeline.sample_latents(three, noise, OPTIONS)
 
 
 def test_first_block_cache_one_trace_for_every_threshold_and_a_huge_one_reuses_the_first_step(pipeline):
