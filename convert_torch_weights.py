@@ -30,7 +30,8 @@ Hunyuan-DiT (with --config configs/hunyuan_dit.py, or configs/hunyuan_dit_v1_1.p
   sdxl_vae: t2i/sdxl-vae-fp16-fix/diffusion_pytorch_model.safetensors (or .bin), diffusers'
       AutoencoderKL names.
 Writes: an Orbax checkpoint folder (params/ + hyv_jax.json) in --dtype (default: bfloat16 for
-the transformer and the text encoders, float32 for the VAE). Tensors stream one at a time from
+the transformer, float16 for the text encoders (the precision they run in upstream), float32 for
+the VAE). Tensors stream one at a time from
 memory-mapped files.
 
 Export (to-torch): an Orbax checkpoint back to a .safetensors file in the original or the
@@ -112,7 +113,7 @@ MODELS = {
     **{spec.section: Model(spec.kind, "text_encoder", lambda section, s=spec: s.config_from_mapping(section[s.section]),
                    lambda path, config, out, *, dtype, fp8_map, s=spec: convert_text(path, s, config, out, dtype=dtype),
                    lambda directory, s=spec: read_converted_text(directory, s),
-                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "bfloat16")
+                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "float16")
        for spec in (LLM, CLIP)},
     "custom": Model(CUSTOM_KIND, "transformer", CustomTransformerConfig.from_mapping, convert_custom, read_converted_custom,
                     lambda flat, config, layout: export_torch_custom(flat, config), ("original",), "bfloat16"),
@@ -139,7 +140,7 @@ def parse_args(argv):
     to_jax.add_argument("--checkpoint", required=True, help=".pt/.pth/.safetensors file, a folder of shards, or an *.index.json")
     to_jax.add_argument("--fp8-map", help="the *_fp8_map.pt scale map of an fp8 checkpoint")
     to_jax.add_argument("--out", required=True, help="output folder (Orbax checkpoint)")
-    to_jax.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default bfloat16; float32 for the VAEs)")
+    to_jax.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default bfloat16; float16 for the text encoders, float32 for the VAEs)")
     to_jax.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config file (default: the released 13B)")
     check = sub.add_parser("self-check", help="tiny random model: torch -> Orbax -> torch, exactly")
     check.add_argument("--config", default="configs/tiny.py", help="model config file (default: the tiny model)")

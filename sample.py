@@ -52,7 +52,9 @@ from hyv_jax.loading.paths import CustomPaths, DiTPaths, ModelPaths
 from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
 from hyv_jax.sampling.ddpm_solvers import SOLVERS
 from hyv_jax.sampling.hunyuan_dit_options import ImageSamplingOptions
+from hyv_jax.sampling.noise import NOISE_DTYPES
 from hyv_jax.sampling.options import SamplingOptions
+from hyv_jax.sampling.sizes import editing_frames, official_size
 from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
 TINY_CONFIG, TINY_DEFAULT_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/tiny_default.py", "configs/hunyuan_video_t2v.py"
@@ -63,7 +65,8 @@ IMAGE_PIPELINE = "hunyuan_dit"
 IMAGE_FLAGS = ("image_size", "sampler", "negative", "batch_size", "size_cond", "resolution_binning", "bert_dir", "mt5_dir")
 VIDEO_FLAGS = ("video_size", "video_length", "flow_shift", "embedded_cfg_scale", "neg_prompt", "vae_tiling", "noise_dtype",
                "first_block_cache", "ulysses_degree", "ring_degree", "llm_dir", "clip_dir", "ref_image", "input_audio",
-               "input_video", "mask_video", "llava_dir", "whisper_dir", "lora")
+               "input_video", "mask_video", "llava_dir", "whisper_dir", "lora", "text_encoder_precision", "text_encoder_precision_2",
+               "fps", "input_json")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
 
@@ -71,8 +74,13 @@ DEFAULT_PROMPT = "A cat walks on the grass, realistic style."
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompt", help=f"text prompt (default: the config's default_prompt, else {DEFAULT_PROMPT!r})")
-    parser.add_argument("--neg-prompt", default=None, help="negative prompt for true CFG (default: upstream's, used when --cfg-scale > 1)")
-    parser.add_argument("--video-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="multiples of 16 (13B default 720 1280)")
+    parser.add_argument("--neg-prompt", default=None, help="negative prompt for true CFG (default: upstream's, used when --cfg-scale > 1; "
+                        "text-to-video replaces an empty one by it, as upstream)")
+    parser.add_argument("--add-pos-prompt", default="", help="text put before the prompt (and each --input-json item's), as upstream")
+    parser.add_argument("--add-neg-prompt", default="", help="text put before the negative prompt, as upstream")
+    parser.add_argument("--video-size", type=int, nargs="+", metavar="SIZE",
+                        help="HEIGHT WIDTH, or one value for a square; rounded up to multiples of 16 as upstream (13B default "
+                             "720 1280; editing: the input video's size)")
     parser.add_argument("--video-length", type=int, help="frames, 4k+1 (13B default 129; 1 samples an image)")
     parser.add_argument("--infer-steps", type=int, help="denoising steps (13B default 50)")
     parser.add_argument("--flow-shift", type=float, help="shift of the flow schedule (13B default 7.0)")
@@ -81,10 +89,16 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=None, help="video i uses seed + i (default: a random seed, printed)")
     parser.add_argument("--num-videos", type=int, default=1, help="videos for the prompt, sampled as one batch")
     parser.add_argument("--save-path", default="./results", help="folder for the videos (default ./results)")
+    parser.add_argument("--save-path-suffix", default="", help="write to <save-path>_<suffix> instead (upstream's)")
+    parser.add_argument("--fps", type=int, help="frame rate of the mp4 (default 24; HunyuanCustom 25)")
     parser.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=None, help="tiled VAE decode (default on)")
     parser.add_argument("--precision", choices=PRECISIONS, help="transformer dtype (13B default bf16)")
-    parser.add_argument("--vae-precision", choices=PRECISIONS, help="VAE dtype (13B default bf16)")
-    parser.add_argument("--noise-dtype", choices=("float16", "float32"), help="dtype the initial noise is drawn in (default float16, as upstream)")
+    parser.add_argument("--vae-precision", choices=PRECISIONS, help="VAE dtype (13B default fp16, as upstream)")
+    parser.add_argument("--text-encoder-precision", choices=PRECISIONS,
+                        help="LLM and LLaVA (with its vision tower) dtype, and the initial noise's as upstream (13B default fp16)")
+    parser.add_argument("--text-encoder-precision-2", choices=PRECISIONS, help="CLIP dtype (13B default fp16)")
+    parser.add_argument("--noise-dtype", choices=NOISE_DTYPES,
+                        help="dtype the initial noise is rounded to (default: the text encoder's, float16, as upstream)")
     parser.add_argument("--first-block-cache", type=float, metavar="THRESHOLD",
                         help="skip the later blocks on steps whose first block output changed less than this (relative; "
                              "0 off, the default; about 0.05-0.1: faster at some cost in fidelity)")
@@ -112,11 +126,18 @@ def parse_args(argv):
     custom.add_argument("--subject-name", default="object", help="the name in the prompt suffix 'The {name} looks like<image>'")
     custom.add_argument("--input-audio", help="speech driving the video (audio checkpoint); muxed into the mp4")
     custom.add_argument("--audio-strength", type=float, default=1.0, help="scale of the audio cross-attention (default 1.0)")
-    custom.add_argument("--input-video", help="video to edit (editing checkpoint); its frames set --video-length")
-    custom.add_argument("--mask-video", help="mask video of the region to generate, same frame count as --input-video")
+    custom.add_argument("--input-video", help="video to edit (editing checkpoint), at its own size (rounded up to 16) unless "
+                        "--video-size; min(its frames, the mask's) read, the largest 4k+1 of them produced, as upstream")
+    custom.add_argument("--mask-video", help="mask video of the region to generate (resized to the input video's size)")
     custom.add_argument("--step-cache", action=argparse.BooleanOptionalAction, default=True,
                         help="upstream's step cache at 30 steps (8 steps reuse the last single block's input; default on)")
+    custom.add_argument("--ip-cfg-scale", type=float, default=0.0,
+                        help="image CFG (upstream's): a third branch with the reference against a white one, its scale "
+                             "falling from this to 1 over the steps; identity mode with --cfg-scale > 1 (default 0: off)")
     custom.add_argument("--expand-scale", type=int, default=0, help="grow (>0) or shrink (<0) the mask by this kernel size")
+    custom.add_argument("--input-json", help="upstream's batch: a .json item or a .list of them (one path a line), each with its "
+                        "seg_item_image_path, pos_prompt, neg_prompt, item_prompt (name), seed and video_path/mask_path or "
+                        "audio_path; sampled one after the other in this process, written as <image name>.mp4")
     for name in ("llava", "whisper"):
         custom.add_argument(f"--{name}-dir", help=f"Hugging Face folder of HunyuanCustom's {name}")
     image = parser.add_argument_group(f"Hunyuan-DiT text to image (--config {DIT_CONFIG}, {DIT_V1_1_CONFIG} or {TINY_DIT_CONFIG})")
@@ -150,13 +171,25 @@ class Plan:
     step_cache: bool = True
     compile_cache: str = ""
     loras: tuple = ()  # ((LoraUpdates, scale), ...) read and checked, merged when the transformer loads
+    fps: int | None = None  # None: the mode's default
+    jobs: tuple = ()  # Job per video batch to sample (one, or the --input-json items)
+    ip_cfg_scale: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    prompt: str
+    options: SamplingOptions
+    inputs: object = None  # CustomInputs in HunyuanCustom mode
+    save_name: str | None = None  # an --input-json item's; None: from the prompt and seed
 
 
 def plan(argv) -> Plan:
     """Everything the run needs, checked; loads no model. Raises SystemExit with a message."""
     parser, args, overrides = parse_args(argv)
-    custom = bool(args.ref_image or args.input_audio or args.input_video or args.mask_video)
     try:
+        items = batch_items(args) if args.input_json else []
+        custom = bool(args.ref_image or args.input_audio or args.input_video or args.mask_video)
         base = Path(args.model_base) if args.model_base else None
         paths = ModelPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None) for name in ModelPaths.__dataclass_fields__})
         no_checkpoints = len(paths.missing()) == 4
@@ -170,45 +203,70 @@ def plan(argv) -> Plan:
             if shipped and no_checkpoints and Path(config_path).name == Path(TINY_DEFAULT_CONFIG).name:
                 paths = shipped
         config = load_config(config_path, overrides)
-        for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
-            if flag:
-                config[section].update(dtype=PRECISIONS[flag], param_dtype=PRECISIONS[flag])
         image = config.get("pipeline") == IMAGE_PIPELINE
         refused = [f"--{n.replace('_', '-')}" for n in (VIDEO_FLAGS if image else IMAGE_FLAGS) if getattr(args, n) is not None]
         if refused:
             raise ValueError(f"{' '.join(refused)} {'do' if len(refused) > 1 else 'does'} not apply to "
                              + (f"Hunyuan-DiT text to image ({config_path})" if image else
                                 f"{config_path}; Hunyuan-DiT's flags need --config {DIT_CONFIG} (or {TINY_DIT_CONFIG})"))
+        set_precisions(config, args)
         set_parallel(config, args)
         if image:
             return plan_images(args, config, config_path, base)
-        flags = dict(height=args.video_size and args.video_size[0], width=args.video_size and args.video_size[1], frames=args.video_length,
+        size = None
+        if args.video_size:
+            size, note = official_size(args.video_size)
+            if note:
+                print(note)
+        noise_dtype = args.noise_dtype or (args.text_encoder_precision and PRECISIONS[args.text_encoder_precision])
+        flags = dict(height=size and size[0], width=size and size[1], frames=args.video_length,
                      steps=args.infer_steps, flow_shift=args.flow_shift, embedded_guidance=args.embedded_cfg_scale,
-                     cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=args.noise_dtype, vae_tiling=args.vae_tiling,
+                     cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=noise_dtype, vae_tiling=args.vae_tiling,
                      first_block_cache=args.first_block_cache)
         seed = args.seed if args.seed is not None else config.sampling.get("seed", random.randrange(1_000_000))
-        sampling = config.sampling
+        sampling = config.sampling.to_dict()
         if custom and args.input_video:  # the editing checkpoint's schedule unless flags say otherwise
-            sampling = dict(sampling.to_dict(), **config.editing_sampling.to_dict())
+            sampling.update(config.editing_sampling.to_dict())
+        if custom and args.input_audio:  # the audio scripts' negative prompt
+            sampling.update(config.audio_sampling.to_dict())
         options = dataclasses.replace(SamplingOptions.from_mapping(sampling), num_videos=args.num_videos, seed=seed,
                                       **{k: v for k, v in flags.items() if v is not None})
+        negative = options.negative_prompt
+        options = dataclasses.replace(options, negative_prompt=args.add_neg_prompt + negative)
+        prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
         inputs = None
+        jobs = []
         if custom:
             if options.first_block_cache and args.step_cache and options.steps == STEP_CACHE_STEPS:
                 raise ValueError(f"--first-block-cache and the step cache (on at {STEP_CACHE_STEPS} steps) do not combine: "
                                  "add --no-step-cache, or drop --first-block-cache")
-            inputs, options = read_custom_inputs(args, config, paths, options)
+            for item in items:  # upstream's defaults for what an item leaves out (video_dataset.py:141-144)
+                item_args = argparse.Namespace(**{**vars(args), **item_flags(item)})
+                item_options = dataclasses.replace(options, seed=options.seed if item.seed is None else item.seed,
+                                                   negative_prompt=args.add_neg_prompt + (negative if item.negative_prompt is None
+                                                                                          else item.negative_prompt))
+                item_inputs, item_options = read_custom_inputs(item_args, config, paths, item_options)
+                jobs.append(Job(args.add_pos_prompt + (prompt if item.prompt is None else item.prompt), item_options,
+                                item_inputs, item.save_name))
+            inputs, options = (jobs[0].inputs, jobs[0].options) if jobs else read_custom_inputs(args, config, paths, options)
+            if args.ip_cfg_scale > 0 and (not options.true_cfg or inputs.audio is not None or inputs.video is not None):
+                raise ValueError("--ip-cfg-scale needs --cfg-scale > 1 and the identity mode (no --input-audio / --input-video), "
+                                 "as upstream")
             paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
+        elif args.ip_cfg_scale:
+            raise ValueError("--ip-cfg-scale is HunyuanCustom's: add --ref-image")
         else:
             paths.check(config.get("allow_random_weights", False))
         loras = read_loras(config, args.lora, custom, args.lora_skip_unknown) if args.lora else ()
-        save_path = writable_folder(Path(args.save_path))
+        # hyvideo's sample_video.py:20 and hymm_sp/sample_batch.py:27
+        save_path = writable_folder(Path(f"{args.save_path}_{args.save_path_suffix}" if args.save_path_suffix else args.save_path))
         if args.compile_cache:
             writable_folder(Path(args.compile_cache), "compiled programs", "pass a writable --compile-cache, or '' to turn it off")
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
-    prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
-    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, tuple(loras))
+    prompt = args.add_pos_prompt + prompt
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, tuple(loras),
+                args.fps, tuple(jobs) or (Job(prompt, options, inputs),), args.ip_cfg_scale)
 
 
 def lora_spec(text: str) -> tuple[str, float]:
@@ -254,6 +312,44 @@ def plan_images(args, config, config_path: str, base: Path | None) -> Plan:
     return Plan(config, config_path, paths, options, prompt, save_path, compile_cache=args.compile_cache)
 
 
+def batch_items(args) -> list:
+    """--input-json's items; the flags of the first set the mode (one checkpoint runs one mode)."""
+    from hyv_jax.sampling.input_batch import read_input_batch
+
+    given = [flag for flag, value in (("--ref-image", args.ref_image), ("--input-video", args.input_video),
+                                      ("--mask-video", args.mask_video), ("--input-audio", args.input_audio)) if value]
+    if given:
+        raise ValueError(f"--input-json items name their own inputs: drop {', '.join(given)}")
+    items = read_input_batch(args.input_json)
+    modes = {(i.video is not None, i.mask is not None, i.audio is not None) for i in items}
+    if len(modes) > 1:
+        raise ValueError(f"the items of {args.input_json} mix identity, editing and audio inputs; one checkpoint runs one "
+                         "mode: split them into one list per mode")
+    vars(args).update(item_flags(items[0]))
+    return items
+
+
+def item_flags(item) -> dict:
+    """An --input-json item as the flags of a single run."""
+    path = lambda p: None if p is None else str(p)  # noqa: E731
+    return dict(ref_image=[str(item.ref_image)], input_video=path(item.video), mask_video=path(item.mask),
+                input_audio=path(item.audio), subject_name=item.name)
+
+
+def set_precisions(config, args) -> None:
+    """The precision flags into the config's sections: --precision the transformer, --vae-precision
+    the VAE, --text-encoder-precision the LLM and LLaVA's vision tower, -2 CLIP (upstream's)."""
+    sections = [(("transformer",), args.precision), (("vae",), args.vae_precision),
+                (("text_encoder", "llm"), args.text_encoder_precision), (("text_encoder", "clip"), args.text_encoder_precision_2),
+                (("vision",), args.text_encoder_precision)]
+    for path, flag in sections:
+        if flag and path[0] in config:
+            section = config
+            for name in path:
+                section = section[name]
+            section.update(dtype=PRECISIONS[flag], param_dtype=PRECISIONS[flag])
+
+
 def set_parallel(config, args) -> None:
     """The official context-parallel flags and the multi-host ones into the config's `parallel`
     section (the mesh itself is checked against the devices once JAX has started)."""
@@ -290,10 +386,17 @@ def read_custom_inputs(args, config, paths, options: SamplingOptions):
         if not (args.input_video and args.mask_video):
             raise ValueError("editing needs both --input-video and --mask-video")
         video, mask_frames = (_read_video(args.input_video), _read_video(args.mask_video))
-        if video.shape[:3] != mask_frames.shape[:3]:
-            raise ValueError(f"--mask-video {mask_frames.shape[:3]} and --input-video {video.shape[:3]} (frames, height, width) "
-                             "must have the same frame count and size")
-        options = dataclasses.replace(options, frames=len(video))  # checks 4k+1
+        # upstream edits at the input's own size and frames (hymm_sp/data_kits/video_dataset.py:189-191,
+        # sample_batch.py:76-78): min(video, mask) frames read, the largest 4k+1 of them produced,
+        # the size rounded up to 16; --video-size overrides the size
+        frames = editing_frames(len(video), len(mask_frames))
+        video, mask_frames = video[:frames], mask_frames[:frames]
+        if args.video_size is None:
+            (height, width), note = official_size(video.shape[1:3])
+            if note:
+                print(f"{note.removeprefix('note: ')}: the input video's size")
+            options = dataclasses.replace(options, height=height, width=width)
+        options = dataclasses.replace(options, frames=frames)
         video = resize_frames(video, options.height, options.width)
         mask = process_mask(mask_frames, options.height, options.width, args.expand_scale)
     inputs = CustomInputs(images, audio, args.audio_strength, video, mask, args.subject_name)
@@ -343,7 +446,7 @@ def main(argv=None) -> list[Path]:
         f", context strategy {parallel.context_strategy}"
     say(f"{device_summary()}; {mesh}")
 
-    from hyv_jax.io.video import FPS, write_image, write_video
+    from hyv_jax.io.video import FPS
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
     if isinstance(p.options, ImageSamplingOptions):
@@ -351,7 +454,8 @@ def main(argv=None) -> list[Path]:
     o = p.options
     say(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
         f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
-        f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
+        f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}"
+        f"{f'; {len(p.jobs)} items' if len(p.jobs) > 1 else ''}")
     if p.paths == shipped_paths():
         from hyv_jax.training.procedural_scenes import COLORS, DIRECTIONS, SHAPES
 
@@ -362,31 +466,26 @@ def main(argv=None) -> list[Path]:
         say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
     for updates, scale in p.loras:
         say(f"LoRA {updates.summary()}; scale {scale}")
-    fps, audio, sample_rate = FPS, None, None
+    fps, sample_rate = p.fps or FPS, None
     if p.custom is not None:
         from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
         pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel, loras=p.loras)
-        fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
-        run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)  # noqa: E731
+        fps, sample_rate = p.fps or CUSTOM_FPS, SAMPLE_RATE
+        run = lambda job: pipeline(job.prompt, job.inputs, job.options, step_cache=p.step_cache,  # noqa: E731
+                                   ip_cfg_scale=p.ip_cfg_scale, progress=lead)
     else:
         pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, loras=p.loras)
-        run = lambda: pipeline(p.prompt, o, progress=lead)  # noqa: E731
-    start = time.perf_counter()
-    videos = run()
-    say(f"sampled {o.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
-    if videos.full_steps < o.steps:
-        say(f"cache: {videos.full_steps} of {o.steps} steps ran every block")
-    if not lead:
-        return []
+        run = lambda job: pipeline(job.prompt, job.options, progress=lead)  # noqa: E731
     written = []
-    for frames, seed in zip(videos.frames, videos.seeds, strict=True):
-        if o.frames == 1:
-            written.append(write_image(p.save_path / output_name(p.prompt, seed, ".png"), frames[0]))
-        else:
-            written.append(write_video(p.save_path / output_name(p.prompt, seed, ".mp4"), frames, fps,
-                                       **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
-        print(f"saved {written[-1]}")
+    for job in p.jobs:  # one pipeline: the compiled programs of the first job serve the others
+        start = time.perf_counter()
+        videos = run(job)
+        say(f"sampled {job.options.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
+        if videos.full_steps < job.options.steps:
+            say(f"cache: {videos.full_steps} of {job.options.steps} steps ran every block")
+        if lead:
+            written += write_outputs(p.save_path, job, videos, fps, sample_rate)
     return written
 
 
@@ -410,6 +509,26 @@ def sample_images(p: Plan, parallel, say, lead: bool) -> list[Path]:
     written = []
     for i, image in enumerate(images):
         written.append(write_image(p.save_path / output_name(p.prompt, o.seed + i, ".png"), image))
+        print(f"saved {written[-1]}")
+    return written
+
+
+def write_outputs(folder: Path, job: Job, videos, fps: int, sample_rate) -> list[Path]:
+    """The job's videos (a PNG for one frame), named by its --input-json item or by prompt and seed."""
+    from hyv_jax.io.video import write_image, write_video
+
+    audio = None if job.inputs is None else job.inputs.audio
+    written = []
+    for frames, seed in zip(videos.frames, videos.seeds, strict=True):
+        suffix = ".png" if job.options.frames == 1 else ".mp4"
+        if job.save_name is None:
+            path = folder / output_name(job.prompt, seed, suffix)
+        else:  # upstream's <image name>.mp4 (sample_batch.py:113), the seed added for several videos
+            path = folder / f"{job.save_name}{f'_seed{seed}' if len(videos.seeds) > 1 else ''}{suffix}"
+        if job.options.frames == 1:
+            written.append(write_image(path, frames[0]))
+        else:
+            written.append(write_video(path, frames, fps, **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
         print(f"saved {written[-1]}")
     return written
 

@@ -23,6 +23,9 @@ setup(
         "tqdm",
         "tokenizers",
         "pillow",
+        # HunyuanCustom's reference images and masks go through OpenCV upstream (INTER_LINEAR
+        # resize, imread's EXIF orientation, dilate/erode): the same pixels need OpenCV itself
+        "opencv-python-headless>=4.10,<5",
         "array-record",
     ],
     extras_require={

@@ -32,9 +32,17 @@ NEGATIVE_PROMPT = (
     "bad limbs, distortion, blurring, text, subtitles, static, picture, black border."
 )
 
+# the audio scripts' negative prompt (scripts/run_sample_batch_audio_sp.sh and
+# assets/meta_files/man_01_audio.json; scripts/run_single_audio.sh repeats "aerial view" once more)
+AUDIO_NEGATIVE_PROMPT = (
+    "Two people, two persons, aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth, "
+    "bad eyes, bad limbs, distortion, blurring, text, subtitles, static, picture, black border."
+)
+
 
 def custom_sampling() -> dict:
-    """The official scripts' defaults (identity and audio checkpoints)."""
+    """The official scripts' defaults (identity and audio checkpoints; the identity and editing
+    scripts' negative prompt: upstream's --neg-prompt default '' is what no shipped script uses)."""
     return dict(steps=30, flow_shift=13.0, cfg_scale=7.5, seed=1024, negative_prompt=NEGATIVE_PROMPT)
 
 
@@ -45,6 +53,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.sampling.update(custom_sampling())
     # the editing checkpoint's schedule (applied by sample.py with --input-video)
     config.editing_sampling = ml_collections.ConfigDict(dict(steps=50, flow_shift=5.0))
+    # the audio checkpoint's (applied by sample.py with --input-audio)
+    config.audio_sampling = ml_collections.ConfigDict(dict(negative_prompt=AUDIO_NEGATIVE_PROMPT))
     # whisper-tiny, run in fp32 as upstream (audio checkpoint only)
     config.whisper = ml_collections.ConfigDict(
         dict(mel_bins=80, dim=384, heads=6, layers=4, ffn_dim=1536, positions=1500, dtype="float32", param_dtype="float32")

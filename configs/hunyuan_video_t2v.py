@@ -64,8 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
             tile_sample_size=256,
             tile_sample_frames=64,
             tile_overlap=0.25,
-            dtype="bfloat16",
-            param_dtype="bfloat16",
+            dtype="float16",  # upstream's --vae-precision default (hyvideo/config.py:70)
+            param_dtype="float16",
         )
     )
     # LLM: llava-llama-3-8b-v1_1's language model, hidden state after decoder layer 30 of 32
@@ -84,8 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
                 rope_scaling=None,
                 rms_norm_eps=1e-5,
                 output_layer=30,
-                dtype="bfloat16",
-                param_dtype="bfloat16",
+                dtype="float16",  # upstream's --text-encoder-precision default (hyvideo/config.py:91)
+                param_dtype="float16",
             ),
             clip=dict(
                 vocab_size=49408,
@@ -97,8 +97,8 @@ def get_config() -> ml_collections.ConfigDict:
                 layer_norm_eps=1e-5,
                 hidden_act="quick_gelu",
                 eos_token_id=2,
-                dtype="bfloat16",
-                param_dtype="bfloat16",
+                dtype="float16",  # --text-encoder-precision-2 (hyvideo/config.py:148)
+                param_dtype="float16",
             ),
             llm_max_length=351,  # 256 prompt tokens + the video template's 95
             clip_max_length=77,

@@ -15,6 +15,7 @@ def get_config():
     config.sampling.update(hunyuan_custom.custom_sampling())
     config.sampling.update(steps=10)  # tiny's
     config.editing_sampling = full.editing_sampling
+    config.audio_sampling = full.audio_sampling
     config.whisper = full.whisper
     config.whisper.update(ffn_dim=64)  # width 384 and 4 layers kept: audio_proj reads 5 states of 384 channels
     config.vision = full.vision

@@ -36,6 +36,24 @@ def test_flags_and_config_overrides(tmp_path):
     assert p.config.transformer.heads == 4 and p.config.transformer.dtype == "bfloat16"
 
 
+def test_official_flags(tmp_path, capsys):
+    p = sample.plan(["--save-path", str(tmp_path / "out"), "--save-path-suffix", "v2", "--video-size", "50",
+                     "--text-encoder-precision", "bf16", "--text-encoder-precision-2", "fp32", "--vae-precision", "fp16",
+                     "--add-pos-prompt", "Realistic. ", "--add-neg-prompt", "Blurry, ", "--neg-prompt", "dark", "--prompt", "a fox",
+                     "--fps", "12"])
+    assert "note: 50x50 rounded up to 64x64 (multiples of 16, as upstream)" in capsys.readouterr().out
+    o = p.options
+    assert (o.height, o.width, o.noise_dtype, o.negative_prompt, p.prompt, p.fps) == (64, 64, "bfloat16", "Blurry, dark",
+                                                                                      "Realistic. a fox", 12)
+    assert p.save_path == tmp_path / "out_v2" and p.save_path.is_dir()
+    te = p.config.text_encoder
+    assert (te.llm.dtype, te.clip.dtype, p.config.vae.dtype) == ("bfloat16", "float32", "float16")
+    # the noise dtype follows the LLM's unless given
+    assert sample.plan(["--save-path", str(tmp_path), "--text-encoder-precision", "fp32"]).options.noise_dtype == "float32"
+    assert sample.plan(["--save-path", str(tmp_path), "--text-encoder-precision", "fp32",
+                        "--noise-dtype", "float16"]).options.noise_dtype == "float16"
+
+
 def test_context_flags_set_the_mesh_and_the_strategy(tmp_path):
     def parallel(*flags):
         p = sample.plan(["--save-path", str(tmp_path), *flags])
@@ -71,12 +89,12 @@ def test_released_config_keeps_upstream_defaults(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--video-size", "60", "64"], "height 60 must be a positive multiple of 16"),
+    (["--video-size", "0", "64"], "--video-size takes one positive size (a square) or height and width"),
     (["--first-block-cache", "-1"], "first block cache threshold must be >= 0"),
     (["--first-block-cache", "0.1", "--ref-image", "x.png", "--infer-steps", "30"], "--first-block-cache and the step cache"),
     (["--ulysses-degree", "3"], "the Ulysses degree 3 must divide the model's 2 attention heads: use one of [1, 2]"),
     (["--ring-degree", "0"], "the Ulysses and ring degrees must be >= 1"),
-    (["--video-size", "64", "100"], "width 100 must be a positive multiple of 16"),
+    (["--video-size", "64", "96", "128"], "--video-size takes one positive size"),
     (["--video-length", "10"], "4k + 1 frames (try 9 or 13)"),
     (["--infer-steps", "0"], "steps must be >= 1"),
     (["--cfg-scale", "0.5"], "cfg scale"),

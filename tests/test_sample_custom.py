@@ -28,6 +28,7 @@ def files(tmp_path_factory):
     write_video(d / "mask.mp4", mask)
     write_video(d / "mask9.mp4", np.zeros((9, 32, 48, 3), np.uint8))
     write_video(d / "input6.mp4", np.zeros((6, 32, 48, 3), np.uint8))
+    write_video(d / "native.mp4", rng.integers(0, 256, (7, 40, 56, 3), np.uint8))
     (d / "broken.png").write_bytes(b"not an image")
     (d / "broken.wav").write_bytes(b"not audio")
     return d
@@ -58,12 +59,38 @@ def test_mode_writes_a_video(mode, files, tmp_path, capsys):
     assert ("audio" in streams) == (mode == "audio")
 
 
+def test_editing_at_the_input_videos_size_and_frames(files, tmp_path, capsys):
+    """min(video, mask) frames read, the largest 4k+1 produced, the size rounded up to 16
+    (hymm_sp/data_kits/video_dataset.py:189-191, sample_batch.py:76-78); --video-size overrides."""
+    base = ["--ref-image", str(files / "ref.png"), "--save-path", str(tmp_path), "--infer-steps", "1"]
+    p = sample.plan([*base, "--input-video", str(files / "native.mp4"), "--mask-video", str(files / "mask9.mp4")])
+    assert "40x56 rounded up to 48x64 (multiples of 16, as upstream): the input video's size" in capsys.readouterr().out
+    o = p.options
+    assert (o.frames, o.height, o.width) == (5, 48, 64)
+    assert p.custom.video.shape == (5, 48, 64, 3) and p.custom.mask.shape == (5, 48, 64)
+    p = sample.plan([*base, "--input-video", str(files / "input6.mp4"), "--mask-video", str(files / "mask9.mp4")])
+    assert (p.options.frames, p.options.height, p.options.width) == (5, 32, 48)
+    p = sample.plan([*base, "--input-video", str(files / "native.mp4"), "--mask-video", str(files / "mask.mp4"),
+                     "--video-size", "32"])
+    assert (p.options.frames, p.options.height, p.options.width) == (5, 32, 32) and p.custom.video.shape == (5, 32, 32, 3)
+
+
+def test_precision_flag_covers_llava_and_the_negative_prompt_follows_the_mode(files, tmp_path):
+    from configs.hunyuan_custom import AUDIO_NEGATIVE_PROMPT, NEGATIVE_PROMPT
+
+    base = ["--ref-image", str(files / "ref.png"), "--save-path", str(tmp_path), *SIZE, "--video-length", "5"]
+    p = sample.plan([*base, "--text-encoder-precision", "fp16"])
+    assert p.config.vision.dtype == p.config.text_encoder.llm.dtype == "float16" and p.options.noise_dtype == "float16"
+    assert p.options.negative_prompt == NEGATIVE_PROMPT  # the identity and editing scripts'
+    audio = sample.plan([*base, "--input-audio", str(files / "speech.wav")])
+    assert audio.options.negative_prompt == AUDIO_NEGATIVE_PROMPT
+    assert sample.plan([*base, "--input-audio", str(files / "speech.wav"), "--neg-prompt", "x"]).options.negative_prompt == "x"
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--ref-image", "{d}/broken.png"], "cannot read image"),
     (["--ref-image", "{d}/ref.png", "--input-audio", "{d}/broken.wav"], "cannot read audio"),
     (["--ref-image", "{d}/ref.png", "--input-video", "{d}/input.mp4"], "both --input-video and --mask-video"),
-    (["--ref-image", "{d}/ref.png", "--input-video", "{d}/input.mp4", "--mask-video", "{d}/mask9.mp4"], "same frame count"),
-    (["--ref-image", "{d}/ref.png", "--input-video", "{d}/input6.mp4", "--mask-video", "{d}/input6.mp4"], "4k \\+ 1"),
     (["--input-audio", "{d}/speech.wav"], "need --ref-image"),
     (["--ref-image", "{d}/ref.png", "--input-audio", "{d}/speech.wav", "--config.transformer.audio_condition=False"],
      "no audio modules"),
@@ -75,3 +102,47 @@ def test_bad_inputs_fail_before_model_work(extra, message, files, tmp_path, caps
         sample.plan([a.format(d=files) for a in extra] + ["--save-path", str(tmp_path)])
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_input_json_batch_in_one_process_reuses_the_compiled_step(files, tmp_path, monkeypatch, capsys):
+    """Two items with their own prompts, names, seeds and images: two videos named after the
+    images, one compiled denoising step serving both."""
+    import json
+
+    from hyv_jax.sampling import denoise
+
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "seg_cat.png")
+    items = [{"seg_item_image_path": str(files / "ref.png"), "pos_prompt": "a dog runs", "item_prompt": "dog", "seed": 5},
+             {"seg_item_image_path": str(tmp_path / "seg_cat.png"), "pos_prompt": "a cat sits", "neg_prompt": "dark"}]
+    for i, item in enumerate(items):
+        (tmp_path / f"item{i}.json").write_text(json.dumps(item))
+    (tmp_path / "items.list").write_text(f"{tmp_path / 'item0.json'}\n{tmp_path / 'item1.json'}\n")
+    args = ["--input-json", str(tmp_path / "items.list"), "--save-path", str(tmp_path / "out"), *SIZE, "--video-length", "5",
+            "--add-pos-prompt", "Realistic. "]
+    p = sample.plan(args)
+    assert [(j.prompt, j.options.seed, j.options.negative_prompt, j.inputs.subject_name, j.save_name) for j in p.jobs] == [
+        ("Realistic. a dog runs", 5, p.options.negative_prompt, "dog", "ref"), ("Realistic. a cat sits", 3, "dark", "object", "seg_cat")]
+    steps = []
+    original = denoise.CompiledStep.__init__
+    monkeypatch.setattr(denoise.CompiledStep, "__init__", lambda self, *a, **k: (steps.append(self), original(self, *a, **k))[1])
+    written = sample.main(args)
+    assert [w.name for w in written] == ["ref.mp4", "seg_cat.mp4"]
+    assert len(steps) == 1 and steps[0].traces == 1
+    assert "2 items" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        sample.plan(args + ["--ref-image", str(files / "ref.png")])
+    assert "--input-json items name their own inputs: drop --ref-image" in capsys.readouterr().err
+
+
+def test_image_cfg_runs_in_identity_mode_only(files, tmp_path, capsys):
+    base = ["--ref-image", str(files / "ref.png"), "--save-path", str(tmp_path), *SIZE, "--video-length", "5"]
+    (written,) = sample.main([*base, "--ip-cfg-scale", "3", "--infer-steps", "2"])
+    assert read_video(written).shape == (5, 32, 48, 3)
+    for extra, message in ((["--cfg-scale", "1"], "needs --cfg-scale > 1"),
+                           (["--input-audio", str(files / "speech.wav")], "identity mode")):
+        with pytest.raises(SystemExit):
+            sample.plan([*base, "--ip-cfg-scale", "3", *extra])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sample.plan(["--save-path", str(tmp_path), "--ip-cfg-scale", "3"])
+    assert "--ip-cfg-scale is HunyuanCustom's" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import ml_dtypes
 import numpy as np
 
 from hyv_jax.convert.safetensors_io import SafetensorsFile
+from hyv_jax.nn.fp8 import dequantize_fp8
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 WRAPPER_KEYS = ("module", "ema", "state_dict", "model")
@@ -143,6 +144,7 @@ def with_fp8_scales(source: TensorSource, fp8_map: str | Path | Mapping) -> Tens
         module = name.removesuffix(".weight")
         if module not in scales:
             raise ValueError(f"{name} is stored in fp8 but the fp8 map has no scale for {module}")
-        return array.astype(np.float32) * np.float32(scales[module])
+        # in bf16 as upstream's --use-fp8 (the DiT's dtype): hyvideo/modules/fp8_optimization.py:50-53,98
+        return dequantize_fp8(array, np.float32(scales[module]), ml_dtypes.bfloat16)
 
     return TensorSource({k: source.shape(k) for k in source.keys()}, load, f"{source.description} (fp8, scales from map)")

@@ -157,8 +157,9 @@ def check_hf_config(folder: Path, spec: TextCheckpoint, config) -> None:
             + "; set them in the config, e.g. " + " ".join(f"--config.text_encoder.{spec.section}.{k}={v!r}" for k, v in differ))
 
 
-def convert_text(path: str | Path, spec: TextCheckpoint, config, out_dir: str | Path, *, dtype=ml_dtypes.bfloat16) -> None:
-    """Converts one encoder to Orbax (bfloat16 by default) and copies the tokenizer files."""
+def convert_text(path: str | Path, spec: TextCheckpoint, config, out_dir: str | Path, *, dtype=np.float16) -> None:
+    """Converts one encoder to Orbax (float16 by default: upstream runs the text encoders in fp16,
+    whose 10 mantissa bits bfloat16 would cut to 7) and copies the tokenizer files."""
     path = Path(path)
     folder = _tokenizer_folder(path)
     check_hf_config(folder, spec, config)

@@ -3,6 +3,7 @@ config allows, every parameter placed straight into its sharding (`shardings_for
 axes over a mesh, or all on one device), so a model never sits whole on one device first."""
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -194,7 +195,18 @@ def load_custom_text_encoder(config, *, llm_dir=None, clip_dir=None, llava_dir=N
         load = lambda: _seeded(LlavaImageEncoder(vision, rngs=nnx.Rngs(seed + 2)), shardings)  # noqa: E731
     else:
         raise ValueError("no llava_dir given: pass the HF folder of HunyuanCustom's llava-llama-3-8b for the vision tower")
-    return CustomTextEncoder(base, load, vision)
+    return CustomTextEncoder(base, load, vision, llava_pad_token_id(llava_dir) if llava_dir is not None else None)
+
+
+def llava_pad_token_id(llava_dir) -> int | None:
+    """The `pad_token_id` of a LLaVA HF folder's config.json, whose token embeddings LLaVA zeroes;
+    -1 when the config has none (transformers 4.41.2 modeling_llava.py:246: nothing zeroed); None
+    when there is no config to read (a checkpoint file)."""
+    config = Path(llava_dir) / "config.json"
+    if not config.is_file():
+        return None
+    value = json.loads(config.read_text()).get("pad_token_id")
+    return -1 if value is None else int(value)
 
 
 def load_whisper(config: WhisperEncoderConfig, folder: str | Path | None = None, *, seed: int = 0) -> WhisperEncoder:

@@ -211,6 +211,8 @@ def split_moments(moments: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def sample_posterior(mean: jax.Array, logvar: jax.Array, rng: jax.Array) -> jax.Array:
-    """mean + std * N(0, 1) (the mean itself is the posterior's mode)."""
-    noise = jax.random.normal(rng, mean.shape, jnp.float32)
-    return (mean.astype(jnp.float32) + jnp.exp(0.5 * logvar.astype(jnp.float32)) * noise).astype(mean.dtype)
+    """mean + std * N(0, 1) (the mean itself is the posterior's mode), in the moments' dtype as
+    upstream (hyvideo/vae/vae.py:313-322): float32 normals rounded to it, as torch's CUDA
+    generator draws a half tensor (normals drawn in fp16 take ~1000 values, |x| <= 3.5)."""
+    noise = jax.random.normal(rng, mean.shape, jnp.float32).astype(mean.dtype)
+    return mean + jnp.exp(0.5 * logvar.astype(mean.dtype)) * noise

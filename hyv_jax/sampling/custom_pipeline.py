@@ -13,11 +13,11 @@ The base pipeline's pieces are reused (flow schedule, Euler steps compiled once,
 import dataclasses
 from collections.abc import Sequence
 
+import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from hyv_jax.loading.models import load_custom_text_encoder, load_transformer, load_vae, load_whisper
 from hyv_jax.loading.paths import CustomPaths
@@ -31,6 +31,7 @@ from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, sample_posterior
 from hyv_jax.parallel.plan import ParallelPlan, local_mesh
 from hyv_jax.sampling.denoise import StepConditions
 from hyv_jax.sampling.frames import to_uint8
+from hyv_jax.sampling.guidance import ip_cfg_scales
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import TextToVideoPipeline, Videos, batch_for_videos
 from hyv_jax.sampling.step_cache import StepCache, cached_steps
@@ -69,10 +70,10 @@ class CustomInputs:
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(T, h, w, 3) uint8 -> (T, height, width, 3), bilinear."""
+    """(T, h, w, 3) uint8 -> (T, height, width, 3), OpenCV's bilinear (INTER_LINEAR) as upstream resizes."""
     if frames.shape[1:3] == (height, width):
         return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
 class CustomVideoPipeline(TextToVideoPipeline):
@@ -113,15 +114,25 @@ class CustomVideoPipeline(TextToVideoPipeline):
         mean, logvar = self.vae.encode(pixels.astype(self.vae.config.dtype))
         return sample_posterior(mean, logvar, rng).astype(jnp.float32) * self.vae.config.scaling_factor
 
-    def model_inputs(self, inputs: CustomInputs, options: SamplingOptions, rng: jax.Array) -> dict:
+    def model_inputs(self, inputs: CustomInputs, options: SamplingOptions, rng: jax.Array, *, image_cfg: bool = False) -> dict:
         """The transformer's further inputs in the model batch (host arrays): for each video the
         reference latents, the editing background and the audio windows; for true CFG the
         [negative, positive] halves repeat the reference and background, and the negative half
-        hears silence (zeros), as upstream."""
+        hears silence (zeros), as upstream. image_cfg: the [negative, positive, positive] batch
+        of --ip-cfg-scale, whose first two thirds see the reference latents of a white image
+        (hymm_sp/diffusion/pipelines/pipeline_hunyuan_video_custom.py:889-893, sample_batch.py:68)."""
         ref_key, video_key, mask_key = jax.random.split(rng, 3)
         copies = options.num_videos * (2 if options.true_cfg else 1)
-        ref = reference_latents(self.vae, list(inputs.reference_images), options.width, options.height, ref_key)
-        out = dict(ref_latents=np.repeat(np.asarray(ref, np.float32), copies, axis=0), audio_strength=np.float32(inputs.audio_strength))
+        ref = np.asarray(reference_latents(self.vae, list(inputs.reference_images), options.width, options.height, ref_key),
+                         np.float32)
+        if image_cfg:
+            white = np.full((options.height, options.width, 3), 255, np.uint8)
+            white_ref = np.asarray(reference_latents(self.vae, [white], options.width, options.height,
+                                                     jax.random.fold_in(ref_key, 1)), np.float32)
+            ref_latents = np.repeat(np.concatenate([white_ref, white_ref, ref]), options.num_videos, axis=0)
+        else:
+            ref_latents = np.repeat(ref, copies, axis=0)
+        out = dict(ref_latents=ref_latents, audio_strength=np.float32(inputs.audio_strength))
         if inputs.video is not None:
             mask_rgb = np.repeat(inputs.mask[..., None].astype(np.uint8) * 255, 3, axis=-1)
             bg = jnp.concatenate([self._encode_video(masked_video(inputs.video, inputs.mask), video_key),
@@ -143,14 +154,24 @@ class CustomVideoPipeline(TextToVideoPipeline):
         return super().policy(options, model_shape, conditions)
 
     def __call__(self, prompt: str, inputs: CustomInputs, options: SamplingOptions, *, step_cache: bool = True,
-                 progress: bool = True) -> Videos:
-        """step_cache: upstream's step cache, which applies at 30 steps only (on by default there)."""
+                 ip_cfg_scale: float = 0.0, progress: bool = True) -> Videos:
+        """step_cache: upstream's step cache, which applies at 30 steps only (on by default there).
+        ip_cfg_scale > 0: upstream's image CFG, a third branch (the positive prompt with the
+        reference) against the positive prompt with a white reference, its scale falling from
+        ip_cfg_scale toward 1 over the steps (identity mode with true CFG, as upstream)."""
         inputs.check(self.transformer.config, options)
         if inputs.audio is not None and self.whisper is None:
             raise ValueError("audio given but the pipeline has no Whisper encoder: build it with audio=True")
+        image_cfg = ip_cfg_scale > 0
+        if image_cfg and (not options.true_cfg or inputs.audio is not None or inputs.video is not None):
+            raise ValueError("--ip-cfg-scale needs true CFG (--cfg-scale > 1) and the identity mode (upstream batches neither "
+                             "the audio nor the editing inputs for it)")
         text = self.encode_custom_prompt(prompt, inputs, options)
+        if image_cfg:  # [negative, positive] -> [negative, positive, positive]
+            text = text.map(lambda a: np.concatenate([a, a[len(a) // 2:]]))
         noise, seeds = self.noise(options)
-        model_inputs = self.model_inputs(inputs, options, jax.random.key(options.seed))
+        model_inputs = self.model_inputs(inputs, options, jax.random.key(options.seed), image_cfg=image_cfg)
         latents, full = self.sample_latents(text, noise, options, model_inputs=model_inputs, progress=progress,
-                                            step_cache=step_cache)
+                                            step_cache=step_cache,
+                                            ip_scales=ip_cfg_scales(ip_cfg_scale, options.steps) if image_cfg else None)
         return Videos(to_uint8(self.decode(latents, options)), latents, seeds, full)

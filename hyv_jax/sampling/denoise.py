@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.parallel.processes import barrier
 from hyv_jax.sampling.euler import euler_step
-from hyv_jax.sampling.guidance import combine_cfg
+from hyv_jax.sampling.guidance import combine_cfg, combine_ip_cfg
 from hyv_jax.sampling.schedule import FlowSchedule
 
 
@@ -76,14 +76,18 @@ class FullModel:
 
 
 def denoise_step(model, policy: VelocityPolicy, parallel: ParallelPlan | None, latents, t, sigma, sigma_next,
-                 conditions: StepConditions, carry):
+                 conditions: StepConditions, carry, ip_scale=None):
     """latents_i -> latents_{i+1}. With conditions for 2B samples and B latents the batch is
-    [negative, positive] and true CFG combines the two halves."""
-    true_cfg = conditions.text_states.shape[0] == 2 * latents.shape[0]
-    x = jnp.concatenate([latents, latents]) if true_cfg else latents
+    [negative, positive] and true CFG combines the two halves; with 3B, HunyuanCustom's image CFG
+    [negative, positive with a white reference, positive] combines the thirds with this step's
+    `ip_scale`."""
+    copies = conditions.text_states.shape[0] // latents.shape[0]
+    x = jnp.concatenate([latents] * copies) if copies > 1 else latents
     velocity, carry = policy.velocity(model, x, jnp.broadcast_to(t, (x.shape[0],)), conditions, parallel, carry)
-    if true_cfg:
+    if copies == 2:
         velocity = combine_cfg(velocity, conditions.cfg_scale)
+    elif copies == 3:
+        velocity = combine_ip_cfg(velocity, conditions.cfg_scale, ip_scale)
     return euler_step(latents, velocity, sigma, sigma_next), carry
 
 
@@ -98,14 +102,16 @@ class CompiledStep:
         self.traces = 0
         self._executables: dict = {}  # multi-process: input signature -> compiled step
 
-        def step(state, latents, t, sigma, sigma_next, conditions, carry):
+        def step(state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
             self.traces += 1
-            return denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next, conditions, carry)
+            return denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next, conditions, carry,
+                                ip_scale)
 
         self._jitted = jax.jit(step)
 
-    def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry):
-        args = (state, latents, t, sigma, sigma_next, conditions, carry)
+    def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry, ip_scale=np.float32(0.0)):
+        """ip_scale: the image-CFG scale of this step (read with a 3B conditions batch only)."""
+        args = (state, latents, t, sigma, sigma_next, conditions, carry, np.float32(ip_scale))
         if jax.process_count() == 1:
             return self._jitted(*args)
         leaves, tree = jax.tree.flatten(args)
@@ -117,18 +123,21 @@ class CompiledStep:
 
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,
-            progress: bool = True):
+            progress: bool = True, ip_scales: np.ndarray | None = None):
     """Integrates the flow from `noise` (B, T, H, W, C) float32 at sigma 1 to latents at sigma 0
-    -> (latents, final carry). `conditions` hold B samples, or 2B as [negative, positive]."""
+    -> (latents, final carry). `conditions` hold B samples, 2B as [negative, positive], or 3B for
+    image CFG with `ip_scales` (one per step)."""
     batch = noise.shape[0]
-    if conditions.text_states.shape[0] not in (batch, 2 * batch):
-        raise ValueError(f"text batch {conditions.text_states.shape[0]} must be the video batch {batch}, or twice it "
-                         "([negative, positive]) for CFG")
+    if conditions.text_states.shape[0] not in (batch, 2 * batch, 3 * batch):
+        raise ValueError(f"text batch {conditions.text_states.shape[0]} must be the video batch {batch}, twice it "
+                         "([negative, positive]) for CFG, or three times it for image CFG")
+    if (conditions.text_states.shape[0] == 3 * batch) != (ip_scales is not None):
+        raise ValueError("image CFG needs both the [negative, positive, positive] batch and its per-step scales")
     latents = noise
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
     for i in tqdm(range(schedule.steps), desc="denoising", unit="step", disable=not progress):
         latents, carry = step(state, latents, np.float32(timesteps[i]), np.float32(sigmas[i]), np.float32(sigmas[i + 1]),
-                              conditions, carry)
+                              conditions, carry, 0.0 if ip_scales is None else ip_scales[i])
         # blocking each step makes the bar's rate the real compute rate (dispatch is async)
         latents.block_until_ready()
     return latents, carry

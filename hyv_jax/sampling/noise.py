@@ -1,16 +1,19 @@
 """Initial noise: one generator per video (seed + i, as upstream), so a video does not depend on
 how many others share its batch.
 
-Drawn channels-last (T, H, W, C) per video in `dtype`: "float16" mimics upstream (its noise is
-drawn in half precision, so values carry fp16 rounding), "float32" is diffusers' choice. Either
-way the result is float32, the dtype the Euler solver keeps. JAX's generator is not torch's:
-the same seed gives a different (equally distributed) video than the PyTorch code.
+Drawn channels-last (T, H, W, C) per video as float32 normals, then rounded to `dtype`:
+"float16" is upstream (`randn_tensor(..., dtype=prompt_embeds.dtype)`, fp16 with the fp16 text
+encoders, hyvideo/diffusion/pipelines/pipeline_hunyuan_video.py:584; torch's CUDA generator
+draws float32 normals and rounds them), "float32" is diffusers' choice. Either way the result is
+float32, the dtype the Euler solver keeps. JAX's generator is not torch's: the same seed gives a
+different (equally distributed) video than the PyTorch code.
 """
 
 import jax
 import jax.numpy as jnp
 
-NOISE_DTYPES = ("float16", "float32")
+# upstream rounds it to the text encoders' dtype (the prompt embeddings', pipeline_hunyuan_video.py:928-934)
+NOISE_DTYPES = ("float16", "bfloat16", "float32")
 
 
 def video_seeds(seed: int, count: int) -> list[int]:
@@ -21,7 +24,8 @@ def initial_noise(seeds: list[int], latent_shape: tuple[int, int, int, int], dty
     """(len(seeds), T, H, W, C) float32 standard normal noise, video i from seeds[i]."""
     if dtype not in NOISE_DTYPES:
         raise ValueError(f"noise dtype must be one of {NOISE_DTYPES}, got {dtype!r}")
-    draws = [jax.random.normal(jax.random.key(s), latent_shape, jnp.dtype(dtype)) for s in seeds]
+    # drawn in float32: normals drawn directly in fp16 take only ~1000 distinct values, |x| <= 3.5
+    draws = [jax.random.normal(jax.random.key(s), latent_shape, jnp.float32).astype(dtype) for s in seeds]
     return jnp.stack(draws).astype(jnp.float32)
 
 

@@ -29,7 +29,7 @@ from hyv_jax.parallel.processes import is_main, to_host
 from hyv_jax.sampling.denoise import CompiledStep, FullModel, StepConditions, VelocityPolicy, denoise
 from hyv_jax.sampling.first_block_cache import FirstBlockCache
 from hyv_jax.sampling.frames import decode_latents, to_uint8
-from hyv_jax.sampling.guidance import cfg_batch, embedded_guidance
+from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT, cfg_batch, embedded_guidance
 from hyv_jax.sampling.noise import initial_noise, latent_shape, video_seeds
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.schedule import FlowSchedule
@@ -92,7 +92,9 @@ class TextToVideoPipeline:
         """Embeddings for the options' batch: B copies of the prompt, or [negative x B, prompt x B]
         for true CFG. Releases the text encoder afterwards unless told not to."""
         mode = "image" if options.frames == 1 else "video"
-        prompts = [options.negative_prompt, prompt] if options.true_cfg else [prompt]
+        # stripped, and an empty negative prompt replaced by the default, as hyvideo/inference.py:595-606
+        negative = (options.negative_prompt if options.negative_prompt != "" else DEFAULT_NEGATIVE_PROMPT).strip()
+        prompts = [negative, prompt.strip()] if options.true_cfg else [prompt.strip()]
         both = self.text_encoder.encode(prompts, mode=mode)
         if self.release_text_encoder:
             self.text_encoder.release()
@@ -112,7 +114,8 @@ class TextToVideoPipeline:
     def step_conditions(self, text, options: SamplingOptions, model_inputs: dict | None = None) -> StepConditions:
         """The denoising step's conditions for `text` (the model batch), placed."""
         batch = text.states.shape[0]
-        guidance = embedded_guidance(options.embedded_guidance if self.transformer.config.guidance_embed else None, batch)
+        c = self.transformer.config
+        guidance = embedded_guidance(options.embedded_guidance if c.guidance_embed else None, batch, c.dtype)
         return self.place(StepConditions(text.states, text.mask, text.pooled, guidance, np.float32(options.cfg_scale),
                                          model_inputs or {}))
 
@@ -128,16 +131,16 @@ class TextToVideoPipeline:
         return self.steps[policy]
 
     def sample_latents(self, text, noise: np.ndarray, options: SamplingOptions, *, model_inputs: dict | None = None,
-                       progress: bool = True, **policy_options) -> tuple[np.ndarray, int]:
-        """The denoising loop from text embeddings (B or [negative, positive] 2B), host noise and
-        the variant's model inputs (in the model batch) -> (host latents, steps that ran every
-        block). policy_options go to `policy`."""
+                       progress: bool = True, ip_scales: np.ndarray | None = None, **policy_options) -> tuple[np.ndarray, int]:
+        """The denoising loop from text embeddings (B or [negative, positive] 2B; 3B with the
+        per-step `ip_scales` of image CFG), host noise and the variant's model inputs (in the model
+        batch) -> (host latents, steps that ran every block). policy_options go to `policy`."""
         schedule = FlowSchedule.create(options.steps, options.flow_shift, options.sigma_spacing)
         conditions = self.step_conditions(text, options, model_inputs)
         policy, carry = self.policy(options, (text.states.shape[0], *noise.shape[1:]), conditions, **policy_options)
         carry = self.plan.replicate(carry) if self.plan else jax.device_put(carry, jax.local_devices()[0])
         latents, carry = denoise(self.compiled_step(policy), self.state, self.place(np.asarray(noise, np.float32)), schedule,
-                                 conditions, carry, progress=progress and is_main())
+                                 conditions, carry, progress=progress and is_main(), ip_scales=ip_scales)
         return to_host(latents), policy.full_steps(carry, options.steps)
 
     def decode(self, latents: np.ndarray, options: SamplingOptions) -> jax.Array:

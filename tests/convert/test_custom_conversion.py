@@ -116,8 +116,9 @@ def test_fp8_with_map_dequantises(tmp_path):
     source = open_checkpoint(tmp_path / "mp_rank_00_model_states_fp8.pt", tmp_path / "mp_rank_00_model_states_fp8_map.pt")
     back = export_torch_custom(read_torch_custom(source, config, np.float32), config)
     k = "double_blocks.1.img_attn_qkv.weight"
-    w8 = stored[k].view(torch.uint8).numpy().view(ml_dtypes.float8_e4m3fn)
-    np.testing.assert_array_equal(back[k], w8.astype(np.float32) * scales[k.removesuffix(".weight")].item())
+    # upstream's bf16 product w8.to(bf16) * scale.to(bf16), not the float32 one
+    scale = scales[k.removesuffix(".weight")].to(torch.bfloat16)
+    np.testing.assert_array_equal(back[k], (stored[k].to(torch.bfloat16) * scale).float().numpy())
     np.testing.assert_array_equal(back["bg_proj.weight"], state["bg_proj.weight"])
 
 

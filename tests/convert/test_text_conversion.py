@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 import pytest
 import transformers
@@ -138,15 +137,15 @@ def _sharded_folder(folder: Path, state: dict, tokenizer: Path) -> Path:
     return folder
 
 
-def test_sharded_folder_to_orbax_bf16_with_tokenizer(llava_state, tmp_path):
+def test_sharded_folder_to_orbax_fp16_with_tokenizer(llava_state, tmp_path):
     folder = _sharded_folder(tmp_path / "llava", llava_state, ASSETS / "llm" / "tokenizer.json")
     _llava_config(rope_theta=500000.0, rms_norm_eps=1e-5).to_json_file(folder / "config.json")
     config = _llm_config()
-    convert_text(folder, LLM, config, tmp_path / "out")  # bf16 by default
+    convert_text(folder, LLM, config, tmp_path / "out")  # fp16 by default, the official precision
     assert (tmp_path / "out" / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes()
     stored, flat = read_converted_text(tmp_path / "out", LLM)
-    assert stored == config and all(v.dtype == ml_dtypes.bfloat16 for v in flat.values())
-    expected = read_torch_text(open_checkpoint(folder), LLM, config, ml_dtypes.bfloat16)
+    assert stored == config and all(v.dtype == np.float16 for v in flat.values())
+    expected = read_torch_text(open_checkpoint(folder), LLM, config, np.float16)
     restored = params_to_numpy(restore_text(tmp_path / "out", LLM))
     for path, value in expected.items():
         np.testing.assert_array_equal(restored[path].astype(np.float32), value.astype(np.float32), err_msg=str(path))
@@ -175,7 +174,7 @@ def test_command_line_llm_and_clip(llava_state, clip_state, tmp_path):
                                 "--config", "configs/tiny.py", "--config.text_encoder.llm.vocab_size=96",
                                 "--config.text_encoder.llm.intermediate_size=48"])
     config, flat = read_converted_text(tmp_path / "llm", LLM)
-    assert config.output_layer == 2 and all(v.dtype == ml_dtypes.bfloat16 for v in flat.values())
+    assert config.output_layer == 2 and all(v.dtype == np.float16 for v in flat.values())
     back = open_checkpoint(tmp_path / "back.safetensors")
     text_only = {k.removeprefix("text_model."): v for k, v in clip_state.items() if k.startswith("text_model.")}
     assert set(back.keys()) == set(text_only)

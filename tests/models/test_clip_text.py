@@ -58,3 +58,27 @@ def test_too_many_tokens_is_an_error():
                             max_positions=8, dtype="float32", param_dtype="float32")
     with pytest.raises(ValueError, match="at most 8 tokens"):
         CLIPTextModel(config, rngs=nnx.Rngs(0))(np.zeros((1, 9), np.int32), np.ones((1, 9), np.int32))
+
+
+def test_fp16_with_outlier_channels_matches_transformers_in_fp16():
+    """The official precision (fp16), with embeddings carrying outlier channels at hundreds."""
+    hf_config = transformers.CLIPTextConfig(
+        vocab_size=VOCAB, hidden_size=16, intermediate_size=40, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=LENGTH, hidden_act="quick_gelu", layer_norm_eps=1e-5, bos_token_id=VOCAB - 2, eos_token_id=2,
+    )
+    ref = transformers.CLIPTextModel(hf_config).eval()
+    torch_random_init(ref, seed=5)
+    with torch.no_grad():
+        ref.get_input_embeddings().weight[:, 3] = 300.0
+        ref.get_input_embeddings().weight[VOCAB - 2, 9] = 1500.0  # BOS
+    config = CLIPTextConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=40, num_layers=2, heads=2,
+                            max_positions=LENGTH, dtype="float16", param_dtype="float16")
+    ours = CLIPTextModel(config, rngs=nnx.Rngs(0))
+    load_params(ours, read_torch_text(from_arrays({k: v.numpy() for k, v in ref.state_dict().items()}), CLIP, config, np.float16))
+    ids, mask = _ids(eos=VOCAB - 1, pad=VOCAB - 1)
+    with torch.no_grad():
+        expected = ref.half()(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).pooler_output.float().numpy()
+    hidden, pooled = ours(ids, mask)
+    assert np.isfinite(np.asarray(hidden, np.float32)).all()
+    _, rel = report("clip fp16 pooler_output with outlier channels vs transformers fp16", np.asarray(pooled, np.float32), expected)
+    assert rel < 2e-3

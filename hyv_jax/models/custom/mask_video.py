@@ -1,54 +1,41 @@
-"""Mask-video preprocessing of HunyuanCustom's editing mode (host-side, numpy/scipy/PIL).
+"""Mask-video preprocessing of HunyuanCustom's editing mode (host-side, OpenCV), as the official
+data loader does it (hymm_sp/data_kits/video_dataset.py:194-213):
 
-Each mask frame is resized to the video size, turned grayscale (ITU-R 601 weights), grown by a
-grey dilation with an elliptic kernel of side `expand_scale` applied 3 times (a negative value
-erodes instead), and thresholded at 127.5. The masked video keeps the pixels where the mask is 0.
-Upstream does these steps with OpenCV; the kernel here is built the way OpenCV's
-`getStructuringElement(MORPH_ELLIPSE)` builds it, but resizing uses PIL's bilinear filter.
+each mask frame is resized to the video size (`cv2.resize`, bilinear), then turned grey with
+`cv2.COLOR_BGR2GRAY` although the frames are RGB (decord reads RGB), so red gets blue's weight
+0.114 and blue red's 0.299: the official quirk, kept; then grown by `cv2.dilate` with OpenCV's
+elliptic element of side |expand_scale|, 3 iterations (`cv2.erode` for a negative scale; even
+sides anchor off-centre as OpenCV does), and thresholded at 127.5. The masked video keeps the
+pixels where the mask is 0.
 """
 
+import cv2
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 
 ITERATIONS = 3
 
 
-def ellipse_kernel(size: int) -> np.ndarray:
-    """(size, size) bool: OpenCV's MORPH_ELLIPSE element (row spans rounded to nearest)."""
-    r = c = size // 2
-    kernel = np.zeros((size, size), bool)
-    for i in range(size):
-        dy = i - r
-        if abs(dy) <= r and r:
-            dx = int(np.rint(c * np.sqrt((r * r - dy * dy) / (r * r))))
-            kernel[i, max(c - dx, 0):min(c + dx + 1, size)] = True
-    if not r:
-        kernel[:] = True
-    return kernel
-
-
-def _gray(frame: np.ndarray) -> np.ndarray:
-    if frame.ndim == 2:
-        return frame.astype(np.float32)
-    return frame[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+def _grey(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 3 and frame.shape[-1] == 3:
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)  # on RGB frames: the official channel order quirk
+    return frame.reshape(frame.shape[:2])
 
 
 def process_mask(frames: np.ndarray, height: int, width: int, expand_scale: int) -> np.ndarray:
-    """frames (T, h, w[, C]) uint8 -> (T, height, width) bool, True inside the (grown) mask."""
+    """frames (T, h, w[, 1 or 3]) uint8 RGB -> (T, height, width) bool, True inside the (grown) mask."""
     frames = np.asarray(frames)
-    if frames.ndim not in (3, 4) or frames.dtype != np.uint8:
-        raise ValueError(f"mask video must be (T, H, W) or (T, H, W, C) uint8 frames, got {frames.shape} {frames.dtype}")
+    if frames.dtype != np.uint8 or not (frames.ndim == 3 or (frames.ndim == 4 and frames.shape[-1] in (1, 3))):
+        raise ValueError(f"mask video must be (T, H, W), (T, H, W, 1) or (T, H, W, 3) uint8 frames, got {frames.shape} "
+                         f"{frames.dtype}")
+    expand_scale = int(expand_scale)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (abs(expand_scale),) * 2) if expand_scale else None
+    grow = cv2.dilate if expand_scale > 0 else cv2.erode
     out = []
     for frame in frames:
-        gray = np.rint(_gray(frame)).clip(0, 255).astype(np.uint8)
-        gray = np.asarray(Image.fromarray(gray).resize((width, height), Image.BILINEAR))
-        if expand_scale:
-            footprint = ellipse_kernel(abs(int(expand_scale)))
-            grow = ndimage.grey_dilation if expand_scale > 0 else ndimage.grey_erosion
-            for _ in range(ITERATIONS):
-                gray = grow(gray, footprint=footprint, mode="nearest")
-        out.append(gray > 127.5)
+        grey = _grey(cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR))
+        if kernel is not None:
+            grey = grow(grey, kernel, iterations=ITERATIONS)
+        out.append(grey > 127.5)
     return np.stack(out)
 
 

@@ -1,29 +1,30 @@
-"""Reference-image preprocessing for HunyuanCustom's two image paths (host-side, numpy/PIL).
+"""Reference-image preprocessing for HunyuanCustom's two image paths (host-side, OpenCV), as the
+official data loader does it (hymm_sp/data_kits/video_dataset.py:129-151, data_tools.py:78-94).
 
-- VAE path: the image is resized with its aspect ratio kept to fit the video's (width, height)
-  and padded with white around it (upstream `pad_image`), then mapped to [-1, 1] as a one-frame
-  video for the VAE. Upstream resizes with OpenCV's bilinear filter, here PIL's (which also
-  antialiases when shrinking), so pixels may differ slightly.
-- LLaVA path: padded to a white square (LLaVA's `expand2square`), resized so the short side is
-  336 (bicubic), centre-cropped to 336, scaled to [0, 1] and normalised with CLIP's mean/std ->
-  what `CLIPImageProcessor` gives.
+- Reading: `cv2.imread`, which applies the EXIF orientation (a phone photo stored sideways comes
+  out upright), then BGR -> RGB.
+- `pad_image`: resized with its aspect kept to fit the target (width, height) by `cv2.resize`
+  (bilinear, no antialiasing: OpenCV's exact pixels need OpenCV), then padded with white around it.
+- VAE path: padded to the video's size, mapped to [-1, 1] as a one-frame video.
+- LLaVA path: padded to 336 x 336 the same way (the torchvision Resize that follows is then a
+  no-op), scaled to [0, 1] and normalised with the loader's CLIP mean/std.
 """
 
+import cv2
 import numpy as np
-from PIL import Image
 
 WHITE = (255, 255, 255)
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+# video_dataset.py:123-126 (the loader's constants; CLIP's own mean ends ...073)
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.4082107], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 
 
 def load_image(path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read image {path}: {e}; pass a PNG/JPEG/WebP file") from e
+    """(H, W, 3) uint8 RGB, EXIF orientation applied."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}: missing or not an image OpenCV decodes; pass a PNG/JPEG/WebP file")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _check_rgb(image: np.ndarray) -> np.ndarray:
@@ -34,7 +35,8 @@ def _check_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def pad_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The image scaled to fit (width, height) with its aspect kept, centred on white."""
+    """The image scaled to fit (width, height) with its aspect kept, centred on white
+    (data_tools.py:78-94 `pad_image`, integer sizes truncated as there)."""
     image = _check_rgb(image)
     h, w = image.shape[:2]
     if width / w > height / h:  # height-bound
@@ -43,11 +45,13 @@ def pad_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
     else:
         new_w = width
         new_h = int(h / w * new_w)
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-    out = np.full((height, width, 3), 255, np.uint8)
+    if min(new_w, new_h) < 1:
+        raise ValueError(f"a {w}x{h} image scaled to fit {width}x{height} is less than one pixel wide; crop it closer to "
+                         "the subject")
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, left = (height - new_h) // 2, (width - new_w) // 2
-    out[top:top + new_h, left:left + new_w] = resized
-    return out
+    return cv2.copyMakeBorder(resized, top, height - new_h - top, left, width - new_w - left, cv2.BORDER_CONSTANT,
+                              value=WHITE)
 
 
 def vae_reference(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -56,14 +60,8 @@ def vae_reference(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def clip_reference(image: np.ndarray, size: int = 336) -> np.ndarray:
-    """(size, size, 3) float32 CLIP-normalised pixels of the white-square-padded image."""
-    image = _check_rgb(image)
-    h, w = image.shape[:2]
-    side = max(h, w)
-    square = np.full((side, side, 3), 255, np.uint8)
-    square[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = image
-    resized = np.asarray(Image.fromarray(square).resize((size, size), Image.BICUBIC), np.float32)
-    return (resized / 255.0 - CLIP_MEAN) / CLIP_STD
+    """(size, size, 3) float32 CLIP-normalised pixels of the image padded to a white square."""
+    return (pad_to_size(image, size, size).astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
 
 
 def white_clip_reference(size: int = 336) -> np.ndarray:

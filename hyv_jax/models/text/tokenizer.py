@@ -37,7 +37,7 @@ class TextTokenizer:
         pad_id = tokenizer.token_to_id(pad_token)
         if pad_id is None:
             raise ValueError(f"{name}: the pad token {pad_token!r} is not in the vocabulary")
-        self.max_length, self.name, self.on_truncation = max_length, name, on_truncation
+        self.max_length, self.name, self.on_truncation, self.pad_id = max_length, name, on_truncation, pad_id
         self._plain = tokenizers.Tokenizer.from_str(tokenizer.to_str())
         self._plain.no_padding()
         self._plain.no_truncation()

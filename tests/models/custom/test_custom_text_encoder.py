@@ -2,11 +2,13 @@
 shapes and masks as the official pipeline builds them, and the spliced encoder agreeing with the
 plain LLM on the prompt tokens before the image (causal attention, so the image cannot reach them)."""
 
+import json
+
 import numpy as np
 import pytest
 
 from configs import tiny_custom
-from hyv_jax.loading.models import load_custom_text_encoder
+from hyv_jax.loading.models import llava_pad_token_id, load_custom_text_encoder
 from hyv_jax.models.custom.llava_fusion import pipeline_mask
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -50,3 +52,14 @@ def test_bad_inputs(encoder):
         encoder.encode([PROMPT, PROMPT], [np.zeros((8, 8, 3), np.uint8)])
     with pytest.raises(ValueError, match="exactly once"), pytest.warns(UserWarning, match="exceed"):
         encoder.encode([" ".join([PROMPT] * 60)], [np.zeros((8, 8, 3), np.uint8)])
+
+
+def test_padding_token_whose_embedding_is_zeroed(encoder, tmp_path):
+    # the tokenizer's pad token when no LLaVA folder names one (random weights)
+    assert encoder.pad_token_id == encoder.base.llm_tokenizer.pad_id == encoder.base.llm_tokenizer.token_ids("<pad>")[-1]
+    # a LLaVA folder's config.json decides (transformers 4.41.2: -1, nothing zeroed, when unset)
+    (tmp_path / "config.json").write_text(json.dumps({"pad_token_id": 128258, "image_token_index": 128257}))
+    assert llava_pad_token_id(tmp_path) == 128258
+    (tmp_path / "config.json").write_text(json.dumps({"image_token_index": 128257}))
+    assert llava_pad_token_id(tmp_path) == -1
+    assert llava_pad_token_id(tmp_path / "model.safetensors") is None

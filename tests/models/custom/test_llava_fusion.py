@@ -1,7 +1,13 @@
 """LLaVA text-image fusion (vision tower + projector + Llama with the `<image>` token expanded)
-against transformers.LlavaForConditionalGeneration at a tiny config, float32, random weights:
-the hidden state of the encoder's output layer (hidden_states[-3]) at every position, padded
-ones included (the pipeline's mask hands some of them to the token refiner)."""
+against transformers' LLaVA at a tiny config, float32, random weights: the hidden state of the
+encoder's output layer (hidden_states[-3]) at every position, padded ones included (the
+pipeline's mask hands some of them to the token refiner).
+
+HunyuanCustom pins transformers 4.41.2, whose LLaVA splices the image in with
+`_merge_input_ids_with_image_features` and zeroes the embeddings of padding tokens; transformers
+5 dropped that path. The reference here is that function's semantics written out
+(`merge_as_transformers_4_41_2`), feeding the installed transformers' vision tower, projector
+and Llama."""
 
 import jax
 import numpy as np
@@ -40,7 +46,7 @@ def models():
     ref = transformers.LlavaForConditionalGeneration(config).eval()
     torch_random_init(ref, 8)
     state = {k: v.numpy() for k, v in ref.state_dict().items()}
-    ours = LlavaTextEncoder.random(LLM_CONFIG, VISION, IMAGE_ID, rngs=nnx.Rngs(0))
+    ours = LlavaTextEncoder.random(LLM_CONFIG, VISION, IMAGE_ID, PAD, rngs=nnx.Rngs(0))
     load_params(ours.llm, read_torch_text(from_arrays(state), LLM, LLM_CONFIG, np.float32))
     load_params(ours.image_encoder, read_torch_llava_vision(from_arrays(state), VISION, np.float32))
     return ref, ours
@@ -57,34 +63,62 @@ def _tokens():
     return ids, mask
 
 
-def _transformers_inputs(ids, mask):
-    """transformers >= 4.47 wants the image token repeated once per patch; the RoPE positions of
-    the releases HunyuanCustom ran (padding at position 1) are passed explicitly."""
-    rows, masks = [], []
-    for row, m in zip(ids, mask):
-        at = int(np.argmax(row == IMAGE_ID))
-        rows.append(np.concatenate([row[:at], np.full(PATCHES, IMAGE_ID), row[at + 1:]]))
-        masks.append(np.concatenate([m[:at], np.ones(PATCHES, m.dtype), m[at + 1:]]))
-    ids, mask = np.stack(rows), np.stack(masks)
-    positions = np.where(mask > 0, np.cumsum(mask, axis=1) - 1, 1)
-    return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(positions)
+def merge_as_transformers_4_41_2(image_features, embeds, ids, mask, image_id, pad_id):
+    """transformers 4.41.2 LlavaForConditionalGeneration._merge_input_ids_with_image_features
+    (models/llava/modeling_llava.py:277-353; pad_id is `self.pad_token_id`, :246), without
+    labels: text tokens move right by patches - 1 after each image token; the image features
+    fill the other slots; the mask is 1 there; positions are cumsum(mask) - 1, padding at 1;
+    then the embeddings at the tokens equal to pad_id are set to 0 (:344-348)."""
+    b, length = ids.shape
+    n, dim = image_features.shape[1:]
+    is_image = ids == image_id
+    width = int(is_image.sum(-1).max()) * (n - 1) + length
+    new_pos = torch.cumsum(is_image * (n - 1) + 1, -1) - 1
+    left_padding = not bool((ids[:, -1] == pad_id).sum())
+    lead = width - 1 - new_pos[:, -1]
+    if left_padding:
+        new_pos = new_pos + lead[:, None]
+    rows, cols = torch.where(~is_image)
+    slots = new_pos[rows, cols]
+    out = torch.zeros(b, width, dim, dtype=embeds.dtype)
+    out_mask = torch.zeros(b, width, dtype=mask.dtype)
+    out[rows, slots], out_mask[rows, slots] = embeds[rows, cols], mask[rows, cols]
+    image_slots = torch.ones(b, width, dtype=torch.bool)
+    image_slots[rows, slots] = False
+    image_slots &= image_slots.cumsum(-1) - 1 >= lead[:, None]
+    out[image_slots] = image_features.reshape(-1, dim)
+    out_mask |= image_slots
+    positions = (out_mask.cumsum(-1) - 1).masked_fill(out_mask == 0, 1)
+    pad_rows, pad_cols = torch.where(ids == pad_id)
+    out[pad_rows, new_pos[pad_rows, pad_cols]] = 0
+    return out, out_mask, positions
 
 
-def test_fused_hidden_states_match_transformers(models):
+def test_fused_hidden_states_match_transformers_4_41_2(models):
     ref, ours = models
     ids, mask = _tokens()
     pixels = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(4))
-    t_ids, t_mask, t_positions = _transformers_inputs(ids, mask)
+    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
     with torch.no_grad():
-        expected = ref(input_ids=t_ids, attention_mask=t_mask, position_ids=t_positions, pixel_values=pixels,
-                       output_hidden_states=True).hidden_states[-3].numpy()
+        features = ref.model.get_image_features(pixel_values=pixels, vision_feature_layer=-2,
+                                                vision_feature_select_strategy="default").pooler_output
+        features = torch.stack(list(features))
+        embeds, full_mask, positions = merge_as_transformers_4_41_2(
+            features, ref.get_input_embeddings()(t_ids), t_ids, t_mask, IMAGE_ID, PAD)
+        expected = ref.model.language_model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
+                                            output_hidden_states=True).hidden_states[-3].numpy()
     got = np.asarray(jax.jit(lambda m, i, k, p: m(i, k, p))(ours, ids, mask, np.moveaxis(pixels.numpy(), 1, -1)))
     assert got.shape == (2, 12 + PATCHES - 1, 48)
     _, rel = report("llava fusion hidden_states[-3] (image tokens spliced, all positions)", got, expected)
     assert rel < 2e-5
-    valid = t_mask.numpy() > 0
+    valid = full_mask.numpy() > 0
     _, rel_valid = report("llava fusion hidden_states[-3] (valid positions)", got[valid], expected[valid])
     assert rel_valid < 2e-5
+    # the zeroed padding changes the padded positions' states (their own input is 0)
+    pads = ~valid
+    assert pads.sum() == 3
+    unzeroed = merge_as_transformers_4_41_2(features, ref.get_input_embeddings()(t_ids), t_ids, t_mask, IMAGE_ID, -1)[0]
+    assert not torch.equal(unzeroed, embeds)
 
 
 def test_pipeline_masks():
