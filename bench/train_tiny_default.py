@@ -78,14 +78,14 @@ def caption_losses(folder: Path, scenes: int = 8, times: int = 8) -> dict[str, f
 
     from hyv_jax.convert.transformer_checkpoint import restore_transformer
     from hyv_jax.convert.vae_checkpoint import restore_vae
-    from hyv_jax.models.text.text_encoder import TextEncoder
+    from hyv_jax.loading.models import load_text_encoder
     from hyv_jax.training.flow_matching import flow_matching_loss, noisy_latents, shift_time
     from hyv_jax.training.procedural_scenes import caption, combinations, render
 
     config = load_config(CONFIG)
     sampling = config.sampling
     model, vae = restore_transformer(folder / "transformer"), restore_vae(folder / "vae")
-    text_encoder = TextEncoder.load(config.text_encoder, seed=TEXT_ENCODER_SEED)
+    text_encoder = load_text_encoder(config.text_encoder, seed=TEXT_ENCODER_SEED)
     # training draws sigmoid(N(0, 1)) then shifts: its quantiles, shifted the same way
     quantiles = jax.nn.sigmoid(jax.scipy.stats.norm.ppf((np.arange(times) + 0.5) / times))
     t_grid = np.asarray(shift_time(quantiles, sampling.flow_shift))

@@ -15,8 +15,8 @@ from hyv_jax.convert.model_state import params_to_numpy
 from hyv_jax.convert.vae_checkpoint import MODEL_KIND, restore_vae
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, split_moments
 from hyv_jax.training.procedural_scenes import scene_items
-from hyv_jax.training.vae_training import (VAELossWeights, VAETrainer, latent_scaling_factor, reconstruction_weights, scene_batches,
-                                          train_vae, vae_loss)
+from hyv_jax.training.vae_training import (VAELossWeights, VAETrainer, latent_scaling_factor, reconstruction_weights,
+                                          scene_batches, train_vae, vae_loss)
 
 # smaller than configs/tiny.py's VAE: one compile of the step must stay quick on CPU
 CONFIG = VAEConfig(latent_channels=4, block_out_channels=(8, 8, 8, 8), norm_groups=4, tile_sample_size=64,
