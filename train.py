@@ -120,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--batch_size", type=int, default=2, help="clips per step")
     v.add_argument("--lr", type=float, default=2e-3)
     v.add_argument("--kl_weight", type=float, default=1e-4)
-    v.add_argument("--foreground_weight", type=float, default=10.0, help="extra loss weight on pixels unlike the clip's median")
+    v.add_argument("--min_posterior_std", type=float, default=0.0,
+                   help="least noise (unscaled latent units) in the posterior sample the decoder trains on; keeps every content's latent code large")
+    v.add_argument("--foreground_weight", type=float, default=10.0, help="extra loss weight on pixels unlike the clip's median, in the clip or its reconstruction")
     v.add_argument("--resolution", default="32x32", help="HEIGHTxWIDTH of the training crops")
     v.add_argument("--scene_size", default="64x64", help="HEIGHTxWIDTH the scenes are rendered at (objects keep this pixel size)")
     v.add_argument("--frames", type=int, default=9, help="frames per clip (1 + 4k)")
@@ -226,7 +228,8 @@ def _train_vae(args, config) -> None:
     (height, width), scene_size = parse_resolutions([args.resolution, args.scene_size])
     vae = restore_vae(args.init) if args.init else CausalVideoVAE(VAEConfig.from_mapping(config.vae), rngs=nnx.Rngs(args.seed))
     trainer = VAETrainer(vae, lr=args.lr, decay_steps=args.image_steps + 2 * args.steps, seed=args.seed,
-                         weights=VAELossWeights(kl=args.kl_weight, foreground=args.foreground_weight))
+                         weights=VAELossWeights(kl=args.kl_weight, foreground=args.foreground_weight),
+                         min_posterior_std=args.min_posterior_std)
     scenes = functools.partial(scene_batches, height=height, width=width, scene_size=scene_size)
     clips = scenes(args.batch_size, frames=args.frames, seed=args.seed)
     images = scenes(args.image_batch_size, frames=1, seed=args.seed + 1)

@@ -3,8 +3,10 @@ diffusers' AutoencoderKLHunyuanVideo with the same (random) weights, side by sid
 
 Each variant runs in a fresh subprocess so peak memory is its own: device peak on a GPU
 (JAX / torch allocator statistics), otherwise the growth of the process's peak RSS over the
-decode (compile included for JAX: the first call is the one measured for memory; time is the
-best of --repeats later calls).
+decode (compile included for JAX: the first call is the one measured for memory). The machine
+may be shared: --rounds runs every variant once per round, in turn, so both sides see the same
+load; a variant's time is the median over rounds of the median of its --repeats calls after
+the first, and "speed vs diffusers" is diffusers' time over ours with the same tiling.
 
     python bench/vae.py --latent-frames 5 --height 256 --width 384 \
         --block-out-channels 32,64,128,128 --tile-size 128 --tile-frames 8
@@ -124,7 +126,7 @@ def run_variant(args) -> dict:
         start = time.perf_counter()
         decode()
         times.append(time.perf_counter() - start)
-    return {"variant": args.variant, "shape": shape, "first_s": first, "time_s": min(times), "peak_bytes": memory}
+    return {"variant": args.variant, "shape": shape, "first_s": first, "time_s": float(np.median(times)), "peak_bytes": memory}
 
 
 def main() -> None:
@@ -138,7 +140,8 @@ def main() -> None:
     parser.add_argument("--tile-frames", type=int, default=64, help="tile length in output frames (+1)")
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per variant and round, after the first")
+    parser.add_argument("--rounds", type=int, default=3, help="times every variant runs, in turn (fresh processes)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # set in the per-variant subprocess
     args = parser.parse_args()
@@ -148,23 +151,30 @@ def main() -> None:
         print("RESULT " + json.dumps(run_variant(args)))
         return
 
-    results = []
-    for variant in args.variants.split(","):
-        proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--variant", variant], capture_output=True, text=True)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
-        results.append(json.loads(lines[0].removeprefix("RESULT ")))
+    variants = args.variants.split(",")
+    runs = {v: [] for v in variants}
+    for _ in range(args.rounds):
+        for variant in variants:
+            proc = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--variant", variant], capture_output=True, text=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+            runs[variant].append(json.loads(lines[0].removeprefix("RESULT ")))
+    results = [dict(r[0], time_s=float(np.median([x["time_s"] for x in r])), first_s=float(np.median([x["first_s"] for x in r])),
+                    peak_bytes=max(x["peak_bytes"] for x in r), rounds=[x["time_s"] for x in r]) for r in runs.values()]
 
     t, h, w = args.latent_frames, args.height // 8, args.width // 8
     print(f"decode latent 1x16x{t}x{h}x{w} -> video 1x3x{1 + 4 * (t - 1)}x{args.height}x{args.width}, "
           f"channels {args.block_out_channels}, {args.dtype}, tiles {args.tile_size} px / {args.tile_frames} frames, "
           f"overlap {args.overlap}")
-    ref = results[0]
-    print(f"{'variant':<18} {'time s':>8} {'first s':>8} {'peak MiB':>9} {'time / ' + ref['variant']:>22} {'mem / ' + ref['variant']:>21}")
+    by_name = {r["variant"]: r for r in results}
+    print(f"{args.rounds} rounds x {args.repeats} repeats; time and first call: medians")
+    print(f"{'variant':<18} {'time s':>8} {'first s':>8} {'peak MiB':>9} {'speed vs diffusers':>19}  per round s")
     for r in results:
-        print(f"{r['variant']:<18} {r['time_s']:>8.2f} {r['first_s']:>8.2f} {r['peak_bytes'] / 2**20:>9.0f} "
-              f"{r['time_s'] / ref['time_s']:>22.2f} {r['peak_bytes'] / max(ref['peak_bytes'], 1):>21.2f}")
+        reference = by_name.get(r["variant"].replace("ours", "diffusers"))
+        speed = f"{reference['time_s'] / r['time_s']:.2f}x" if reference and r["variant"].startswith("ours") else ""
+        print(f"{r['variant']:<18} {r['time_s']:>8.2f} {r['first_s']:>8.2f} {r['peak_bytes'] / 2**20:>9.0f} {speed:>19}  "
+              + " ".join(f"{t:.2f}" for t in r["rounds"]))
 
 
 if __name__ == "__main__":

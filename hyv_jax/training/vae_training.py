@@ -8,6 +8,7 @@ frames (the temporal layers learn motion without the spatial ones forgetting).
 """
 
 import dataclasses
+import math
 from collections.abc import Iterator
 
 import jax
@@ -25,20 +26,38 @@ class VAELossWeights:
     l1: float = 1.0
     mse: float = 1.0
     kl: float = 1e-4  # small: the latent must stay informative, only its scale is kept in check
-    # extra weight on pixels unlike the clip's median colour: small objects on a flat background
-    # are otherwise the last thing learned (an early VAE reconstructs the background alone)
+    # extra weight on pixels unlike the clip's median colour, in the clip or in its reconstruction:
+    # small objects on a flat background are otherwise the last thing learned (an early VAE
+    # reconstructs the background alone), and weighting only the clip's object pixels lets the
+    # decoder smear colour into the background around them (a halo that turned white purple)
     foreground: float = 10.0
 
 
-def vae_loss(model: CausalVideoVAE, video: jax.Array, rng: jax.Array, weights: VAELossWeights) -> tuple[jax.Array, dict]:
-    """Loss of reconstructing `video` through a posterior sample; returns (loss, parts) (l1 and
-    mse foreground-weighted)."""
+def reconstruction_weights(video: jax.Array, recon: jax.Array, foreground: float) -> jax.Array:
+    """(B, T, H, W, 1) loss weights: 1, plus `foreground` where the clip or its reconstruction
+    is further than 0.1 from the clip's median colour in some channel."""
+    median = jnp.median(video, axis=(1, 2, 3), keepdims=True)
+    unlike = lambda x: jnp.max(jnp.abs(x - median), axis=-1, keepdims=True) > 0.1  # noqa: E731
+    return 1.0 + foreground * (unlike(video) | unlike(jax.lax.stop_gradient(recon)))
+
+
+def vae_loss(model: CausalVideoVAE, video: jax.Array, rng: jax.Array, weights: VAELossWeights,
+             min_posterior_std: float = 0.0) -> tuple[jax.Array, dict]:
+    """Loss of reconstructing `video` through a posterior sample whose noise has at least
+    `min_posterior_std` (unscaled latent units); returns (loss, parts) (l1 and mse
+    foreground-weighted).
+
+    The floor keeps the latent space evenly scaled: with the small KL weight alone the posterior
+    noise can shrink to ~0.004, and the encoder then codes some content (green objects, in the
+    first tiny default) in deviations of ~0.01 that a diffusion model's latent-space loss hardly
+    sees and whose small errors the decoder blows up."""
     mean, logvar = split_moments(model.encode_moments(video))
+    if min_posterior_std > 0:
+        logvar = jnp.maximum(logvar, 2.0 * math.log(min_posterior_std))
     recon = model.decode_frames(sample_posterior(mean, logvar, rng)).astype(jnp.float32)
     video = video.astype(jnp.float32)
     err = recon - video
-    median = jnp.median(video, axis=(1, 2, 3), keepdims=True)
-    weight = 1.0 + weights.foreground * (jnp.max(jnp.abs(video - median), axis=-1, keepdims=True) > 0.1)
+    weight = reconstruction_weights(video, recon, weights.foreground)
     l1, mse = jnp.mean(weight * jnp.abs(err)), jnp.mean(weight * jnp.square(err))
     mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
     kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
@@ -50,10 +69,13 @@ class VAETrainer:
     """Owns (params, opt_state, step); `step(video)` runs one optimisation step."""
 
     def __init__(self, model: CausalVideoVAE, *, lr: float = 1e-3, warmup_steps: int = 50, decay_steps: int | None = None,
-                 grad_clip: float = 1.0, weights: VAELossWeights = VAELossWeights(), seed: int = 0):
-        """decay_steps: cosine decay to 5% of lr over this many optimizer steps (None: constant)."""
+                 grad_clip: float = 1.0, weights: VAELossWeights = VAELossWeights(), min_posterior_std: float = 0.0,
+                 seed: int = 0):
+        """decay_steps: cosine decay to 5% of lr over this many optimizer steps (None: constant);
+        min_posterior_std: see vae_loss."""
         self.graphdef, params = nnx.split(model)
         self.weights = weights
+        self.min_posterior_std = min_posterior_std
         warmup = max(warmup_steps, 1)
         schedule = (optax.linear_schedule(0.0, lr, warmup) if decay_steps is None else
                     optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(decay_steps, warmup + 1), 0.05 * lr))
@@ -63,7 +85,7 @@ class VAETrainer:
         self._step = jax.jit(self._train_step, donate_argnums=(0,))
 
     def loss(self, params: nnx.State, video: jax.Array, rng: jax.Array) -> tuple[jax.Array, dict]:
-        return vae_loss(nnx.merge(self.graphdef, params), video, rng, self.weights)
+        return vae_loss(nnx.merge(self.graphdef, params), video, rng, self.weights, self.min_posterior_std)
 
     def _train_step(self, state: dict, video: jax.Array):
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])

@@ -15,7 +15,8 @@ from hyv_jax.convert.model_state import params_to_numpy
 from hyv_jax.convert.vae_checkpoint import MODEL_KIND, restore_vae
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, split_moments
 from hyv_jax.training.procedural_scenes import scene_items
-from hyv_jax.training.vae_training import VAETrainer, latent_scaling_factor, scene_batches, train_vae
+from hyv_jax.training.vae_training import (VAELossWeights, VAETrainer, latent_scaling_factor, reconstruction_weights,
+                                          scene_batches, train_vae, vae_loss)
 
 # smaller than configs/tiny.py's VAE: one compile of the step must stay quick on CPU
 CONFIG = VAEConfig(latent_channels=4, block_out_channels=(8, 8, 8, 8), norm_groups=4, tile_sample_size=64,
@@ -34,6 +35,29 @@ def test_steps_lower_the_loss_on_a_fixed_batch():
     print(f"VAE loss on a fixed batch: {before:.4f} -> {after:.4f} (last step: {parts})")
     assert trainer.state["step"] == 8
     assert after < 0.7 * before
+
+
+def test_colour_smeared_into_the_background_weighs_like_the_object():
+    video = np.full((1, 1, 4, 4, 3), -0.8, np.float32)
+    video[0, 0, 1, 1] = 0.8  # the object
+    recon = video.copy()
+    recon[0, 0, 1, 2] = 0.0  # a halo beside it
+    weights = np.asarray(reconstruction_weights(jnp.asarray(video), jnp.asarray(recon), 10.0))[0, 0, :, :, 0]
+    assert weights[1, 1] == weights[1, 2] == 11.0
+    assert weights.sum() == 14 * 1.0 + 2 * 11.0
+
+
+def test_the_decoder_trains_on_at_least_the_posterior_noise_floor():
+    model = CausalVideoVAE(CONFIG, rngs=nnx.Rngs(0))
+    latent = CONFIG.latent_channels
+    model.quant_conv.kernel[...] = model.quant_conv.kernel[...].at[..., latent:].set(0.0)
+    model.quant_conv.bias[...] = model.quant_conv.bias[...].at[latent:].set(-30.0)  # posterior std ~3e-7
+    video = jnp.asarray(next(scene_batches(1, frames=1, height=16, width=16, seed=0)))
+    loss = jax.jit(lambda rng, floor: vae_loss(model, video, rng, VAELossWeights(), floor)[0], static_argnums=1)
+    a, b = jax.random.key(1), jax.random.key(2)
+    spread = {floor: abs(float(loss(a, floor)) - float(loss(b, floor))) for floor in (0.0, 0.5)}
+    print(f"loss difference between two posterior samples: {spread}")
+    assert spread[0.5] > 100 * spread[0.0]
 
 
 def test_scene_batches_crop_larger_scenes():

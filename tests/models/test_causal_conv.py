@@ -1,0 +1,27 @@
+"""conv3d: the CPU formulation (2D convolutions per time tap, a matmul for 1x1x1 kernels) is the
+3D convolution, values and gradients, with the VAE's strides."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hyv_jax.nn.causal_conv import _conv3d_direct, conv3d
+
+
+@pytest.mark.parametrize("kernel, stride", [
+    ((3, 3, 3), (1, 1, 1)),
+    ((3, 3, 3), (2, 2, 2)),  # the VAE's time-and-space downsampler
+    ((3, 3, 3), (1, 2, 2)),  # space only
+    ((1, 1, 1), (1, 1, 1)),  # shortcuts and the quant convs
+    ((1, 1, 1), (2, 2, 2)),
+])
+def test_conv3d_is_the_3d_convolution(kernel, stride):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 9, 10, 12, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((*kernel, 5, 7)), jnp.float32)
+    ours, reference = jax.jit(conv3d, static_argnums=2)(x, w, stride), _conv3d_direct(x, w, stride)
+    assert jax.default_backend() == "cpu" and ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-6 * float(jnp.max(jnp.abs(reference))))
+    grads = [jax.grad(lambda w, f=f: jnp.sum(jnp.sin(f(x, w, stride))))(w) for f in (conv3d, _conv3d_direct)]
+    np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(grads[1]))))
