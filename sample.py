@@ -430,25 +430,11 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
 
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
-    from hyv_jax.parallel.devices import cpu_fallback_warning, device_summary
-    from hyv_jax.parallel.mesh import initialize_distributed
-    from hyv_jax.parallel.plan import plan_if_parallel
     from hyv_jax.parallel.processes import is_main, main_print
 
-    initialize_distributed(p.config.parallel)  # before any other use of JAX
-    enable_compilation_cache(p.compile_cache)
+    parallel = start_jax(p)
     lead = is_main()  # only process 0 prints and writes
     say = main_print
-    if lead and (warning := cpu_fallback_warning()):
-        print(warning, file=sys.stderr)
-    parallel = plan_if_parallel(p.config.parallel)
-    mesh = "one device" if parallel is None else " x ".join(f"{k} {v}" for k, v in parallel.mesh.shape.items()) + \
-        f", context strategy {parallel.context_strategy}"
-    say(f"{device_summary()}; {mesh}")
-
-    from hyv_jax.io.video import FPS
-    from hyv_jax.sampling.pipeline import TextToVideoPipeline
-
     if isinstance(p.options, ImageSamplingOptions):
         return sample_images(p, parallel, say, lead)
     o = p.options
@@ -456,37 +442,87 @@ def main(argv=None) -> list[Path]:
         f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
         f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}"
         f"{f'; {len(p.jobs)} items' if len(p.jobs) > 1 else ''}")
-    if p.paths == shipped_paths():
-        from hyv_jax.training.procedural_scenes import COLORS, DIRECTIONS, SHAPES
-
-        say(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
-            f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
-            f"DIRECTION in {'/'.join(DIRECTIONS)}")
-    elif p.paths.missing():
-        say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
-    for updates, scale in p.loras:
-        say(f"LoRA {updates.summary()}; scale {scale}")
-    fps, sample_rate = p.fps or FPS, None
-    if p.custom is not None:
-        from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
-        from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
-        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel, loras=p.loras)
-        fps, sample_rate = p.fps or CUSTOM_FPS, SAMPLE_RATE
-        run = lambda job: pipeline(job.prompt, job.inputs, job.options, step_cache=p.step_cache,  # noqa: E731
-                                   ip_cfg_scale=p.ip_cfg_scale, progress=lead)
-    else:
-        pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, loras=p.loras)
-        run = lambda job: pipeline(job.prompt, job.options, progress=lead)  # noqa: E731
+    for note in model_notes(p):
+        say(note)
+    pipeline = load_pipeline(p, parallel)
+    fps, sample_rate = output_rates(p)
     written = []
     for job in p.jobs:  # one pipeline: the compiled programs of the first job serve the others
         start = time.perf_counter()
-        videos = run(job)
+        videos = sample_job(pipeline, p, job, progress=lead)
         say(f"sampled {job.options.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
         if videos.full_steps < job.options.steps:
             say(f"cache: {videos.full_steps} of {job.options.steps} steps ran every block")
         if lead:
             written += write_outputs(p.save_path, job, videos, fps, sample_rate)
     return written
+
+
+def start_jax(p: Plan):
+    """Starts JAX for the plan (the multi-host handshake first, the compilation cache), prints
+    the devices; the ParallelPlan of the config's mesh, or None for one device."""
+    from hyv_jax.parallel.devices import cpu_fallback_warning, device_summary
+    from hyv_jax.parallel.mesh import initialize_distributed
+    from hyv_jax.parallel.plan import plan_if_parallel
+    from hyv_jax.parallel.processes import is_main, main_print
+
+    initialize_distributed(p.config.parallel)  # before any other use of JAX
+    enable_compilation_cache(p.compile_cache)
+    if is_main() and (warning := cpu_fallback_warning()):
+        print(warning, file=sys.stderr)
+    parallel = plan_if_parallel(p.config.parallel)
+    mesh = "one device" if parallel is None else " x ".join(f"{k} {v}" for k, v in parallel.mesh.shape.items()) + \
+        f", context strategy {parallel.context_strategy}"
+    main_print(f"{device_summary()}; {mesh}")
+    return parallel
+
+
+def model_notes(p: Plan) -> list[str]:
+    """What the user should know about the weights a video plan runs: the shipped tiny default's
+    vocabulary, random weights, the LoRAs merged."""
+    notes = []
+    if p.paths == shipped_paths():
+        from hyv_jax.training.procedural_scenes import COLORS, DIRECTIONS, SHAPES
+
+        notes.append(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
+                     f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
+                     f"DIRECTION in {'/'.join(DIRECTIONS)}")
+    elif p.paths.missing():
+        notes.append(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline "
+                     "works, not a real video")
+    notes += [f"LoRA {updates.summary()}; scale {scale}" for updates, scale in p.loras]
+    return notes
+
+
+def load_pipeline(p: Plan, parallel):
+    """The video plan's pipeline, its models loaded (HunyuanCustom's with Whisper when the plan
+    has audio); it serves every job of the plan and any later plan of the same models."""
+    if p.custom is not None:
+        from hyv_jax.sampling.custom_pipeline import CustomVideoPipeline
+
+        return CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel, loras=p.loras)
+    from hyv_jax.sampling.pipeline import TextToVideoPipeline
+
+    return TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, loras=p.loras)
+
+
+def sample_job(pipeline, p: Plan, job: Job, *, progress: bool):
+    """One job's Videos on the plan's pipeline (progress: the denoising tqdm bar)."""
+    if p.custom is not None:
+        return pipeline(job.prompt, job.inputs, job.options, step_cache=p.step_cache, ip_cfg_scale=p.ip_cfg_scale, progress=progress)
+    return pipeline(job.prompt, job.options, progress=progress)
+
+
+def output_rates(p: Plan) -> tuple[int, int | None]:
+    """(frame rate, audio sample rate or None) of the plan's mp4s: --fps, else the mode's."""
+    from hyv_jax.io.video import FPS
+
+    if p.custom is not None:
+        from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
+        from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE
+
+        return p.fps or CUSTOM_FPS, SAMPLE_RATE
+    return p.fps or FPS, None
 
 
 def sample_images(p: Plan, parallel, say, lead: bool) -> list[Path]:

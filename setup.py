@@ -33,6 +33,7 @@ setup(
         "cuda": ["jax[cuda13]"],
         "cuda12": ["jax[cuda12]"],  # NVIDIA drivers older than 580
         "tpu": ["jax[tpu]"],
+        "ui": ["gradio>=6"],  # app.py, the page
         "test": [
             "torch==2.13.0",
             "diffusers==0.42.1",
@@ -42,6 +43,7 @@ setup(
             "pytest-xdist",
             "peft",
             "soundfile",  # writes the test speech file (librosa reads through it too)
+            "gradio>=6",  # app.py's page, driven in Debian's chromium (.ci/run installs it)
         ],
     },
 )

@@ -1,0 +1,1 @@
+"""The Gradio page (app.py serves it): a request form whose values become sample.py flags."""
