@@ -1,0 +1,39 @@
+"""Images too large to decode are refused from their header (before: a 20000x20000 PNG ended in
+PIL's DecompressionBombError traceback)."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hyv_jax.io.image_size import check_image_size
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header claims width x height (no pixel data: nothing here may decode it)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_size_is_read_from_the_header(tmp_path):
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    assert check_image_size(tmp_path / "a.png") == (40, 30)
+    assert check_image_size(png_header_only(tmp_path / "b.png", 8192, 8192)) == (8192, 8192)
+
+
+@pytest.mark.parametrize("width, height, size", [(20000, 20000, "more than 178,956,970 pixels"), (10000, 9000, "10000x9000")])
+def test_huge_images_are_refused_by_their_header(tmp_path, width, height, size):
+    path = png_header_only(tmp_path / "huge.png", width, height)
+    with pytest.raises(ValueError, match=f"--ref-image {path} is {size}, larger than 67,108,864 pixels"):
+        check_image_size(path, "--ref-image")
+
+
+def test_a_file_that_is_not_an_image(tmp_path):
+    (tmp_path / "x.png").write_text("hello")
+    with pytest.raises(ValueError, match="cannot read image .*x.png"):
+        check_image_size(tmp_path / "x.png")
