@@ -6,6 +6,9 @@ samples) takes padded states [2f, 2f + 10). Only the first 30 s feed the encoder
 min(video frames, samples // 640) frames get audio; the rest are zeros.
 """
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 
 from hyv_jax.models.custom.whisper_features import SAMPLE_RATE, log_mel
@@ -20,13 +23,30 @@ def load_audio(path) -> np.ndarray:
     """Mono float32 samples at 16 kHz (resampled by librosa from any rate it can read)."""
     import librosa
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"audio {path} {'is not a file' if Path(path).exists() else 'does not exist'}")
     try:
-        audio, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
+        with warnings.catch_warnings():  # librosa warns before falling back to audioread; the error below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            audio, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
     except Exception as e:  # librosa raises several types for unreadable input
-        raise ValueError(f"cannot read audio {path}: {e}; pass a wav/flac/mp3 file that librosa can decode") from e
+        raise ValueError(f"cannot read audio {path}: {_reason(e)}; pass a wav/flac/mp3 file that librosa can decode") from e
     if audio.size == 0:
         raise ValueError(f"audio {path} holds no samples")
     return audio.astype(np.float32)
+
+
+def _reason(error: BaseException) -> str:
+    """What the decoders said. librosa tries soundfile first, then audioread, whose errors
+    (EOFError, NoBackendError) carry no message: name soundfile's error, then the fallback's."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    said = [" ".join(str(e).split()) for e in reversed(chain) if str(e).strip()]
+    first = said[0] if said else "no decoder recognised the file"
+    return first if len(chain) == 1 else f"{first} (the fallback decoder failed too: {type(chain[0]).__name__})"
 
 
 def frame_windows(states: np.ndarray, n_samples: int, video_frames: int) -> np.ndarray:
