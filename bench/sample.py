@@ -116,7 +116,7 @@ def main():
 
     cold, cold_steps, cold_decode, frames = run_ours(pipeline, text, noise, options)
     warm, step_times, decode, frames = run_ours(pipeline, text, noise, options)
-    print(f"device {jax.devices()[0].device_kind}; config {args.config} {' '.join(rest)}; {args.frames}x{args.height}x{args.width}, "
+    print(f"device {jax.devices()[0].device_kind}; config {args.config} {' '.join('--config.' + o for o in overrides)}; {args.frames}x{args.height}x{args.width}, "
           f"{args.steps} steps, text {args.text_len}, cfg {args.cfg_scale}; hyv_jax first run: first step {cold_steps[0]:.1f} s, "
           f"decode {cold_decode:.1f} s (compiles included)")
     if options.first_block_cache:
