@@ -65,10 +65,12 @@ def write_replacing(target: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_new(target: str | Path, write: Callable[[Path], None]) -> Path:
-    """Calls write(temporary path), then gives the file the name `target`, or `STEM_2.SUFFIX`,
-    `STEM_3.SUFFIX`... when that name is taken; returns the name it got. Never replaces a file:
-    the name is claimed by an exclusive create, so two writers never end on one path."""
-    return _write(Path(target), write, _publish_new)
+    """Calls write(temporary path), then gives the file the name `target` (cut to 255 bytes),
+    or `STEM_2.SUFFIX`, `STEM_3.SUFFIX`... when that name is taken; returns the name it got.
+    Never replaces a file: the name is claimed by an exclusive create, so two writers never end
+    on one path."""
+    target = Path(target)
+    return _write(target.with_name(fit_name(target.stem, target.suffix)), write, _publish_new)
 
 
 def _publish_new(temp: Path, target: Path) -> Path:

@@ -94,6 +94,8 @@ def test_long_chinese_names_fit_in_255_bytes(tmp_path):
     first = write_video(tmp_path / name, smooth_frames(5, 32, 32))
     second = write_video(tmp_path / name, smooth_frames(5, 32, 32))
     assert first.name == name and len(second.name.encode()) <= MAX_NAME_BYTES and second.name.endswith("_2.mp4")
+    third = write_video(tmp_path / f"{prompt}.mp4", smooth_frames(5, 32, 32))  # the writer cuts a long name itself
+    assert third.name.endswith("_3.mp4") and prompt.startswith(third.name[:-6])
 
 
 def test_a_full_disk_leaves_no_file_behind(tmp_path, monkeypatch):
