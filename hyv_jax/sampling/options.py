@@ -41,7 +41,8 @@ class SamplingOptions:
                            ("cfg_scale", "--cfg-scale"), ("first_block_cache", "--first-block-cache")):
             require_finite(f"{name} ({flag})", getattr(self, name))
         if not 0 <= self.seed or self.seed + self.num_videos - 1 > MAX_SEED:
-            raise ValueError(f"seeds {self.seed}..{self.seed + self.num_videos - 1} must lie in 0..{MAX_SEED} (64 bits)")
+            seeds = f"seed {self.seed}" if self.num_videos == 1 else f"seeds {self.seed}..{self.seed + self.num_videos - 1}"
+            raise ValueError(f"{seeds} must lie in 0..{MAX_SEED} (64 bits)")
         for name in ("height", "width"):
             value = getattr(self, name)
             if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
