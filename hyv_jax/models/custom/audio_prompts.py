@@ -49,11 +49,23 @@ def _reason(error: BaseException) -> str:
     return first if len(chain) == 1 else f"{first} (the fallback decoder failed too: {type(chain[0]).__name__})"
 
 
+def audio_frames(n_samples: int, video_frames: int, what: str = "the audio") -> int:
+    """How many video frames the audio drives: min(frames, samples // 640), the rest get none
+    (upstream hymm_sp/data_kits/video_dataset.py:59-65 pads with zeros). Audio that cannot
+    drive a single frame is refused: it would silently do nothing."""
+    covered = min(video_frames, n_samples // SAMPLES_PER_FRAME)
+    if covered < 1:
+        raise ValueError(f"{what} lasts {1000 * n_samples / SAMPLE_RATE:.0f} ms, less than one video frame "
+                         f"({1000 // FPS} ms at {FPS} fps): it would drive nothing; pass at least "
+                         f"{video_frames / FPS:.2f} s of speech for {video_frames} frames")
+    return covered
+
+
 def frame_windows(states: np.ndarray, n_samples: int, video_frames: int) -> np.ndarray:
     """states (B, 1500, S, D) at 50 Hz -> audio_prompts (B, video_frames, 10, S, D)."""
     states = np.asarray(states)
     b, n, s, d = states.shape
-    frames = min(video_frames, n_samples // SAMPLES_PER_FRAME)
+    frames = audio_frames(n_samples, video_frames)
     if 2 * (frames - 1) + WINDOW > n + LEAD:
         raise ValueError(f"{frames} video frames need {2 * (frames - 1) + WINDOW - LEAD} audio states, the encoder gave {n}")
     padded = np.concatenate([np.zeros((b, LEAD, s, d), states.dtype), states], axis=1)

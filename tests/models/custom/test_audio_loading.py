@@ -26,3 +26,11 @@ def test_missing_audio_and_audio_at_another_rate(tmp_path):
         load_audio(tmp_path)
     soundfile.write(tmp_path / "a.wav", np.zeros(8000, np.float32), 8000)
     assert load_audio(tmp_path / "a.wav").shape == (16000,)
+
+
+def test_audio_shorter_than_a_frame_is_refused_and_partial_audio_counted():
+    from hyv_jax.models.custom.audio_prompts import audio_frames
+
+    with pytest.raises(ValueError, match=r"speech.wav lasts 6 ms, less than one video frame \(40 ms at 25 fps\).*0.36 s of speech for 9 frames"):
+        audio_frames(96, 9, "speech.wav")
+    assert audio_frames(640 * 5 + 10, 9) == 5 and audio_frames(16000, 9) == 9
