@@ -10,6 +10,12 @@ it checks the whole path). With converted checkpoints
   python sample.py --model-base ckpts/hyv_jax --prompt "A cat walks on the grass, realistic style." \\
       --video-size 544 960 --video-length 129 --infer-steps 50 --seed 42
 
+On several devices (GPUs of one machine, or every process of a multi-host job running this same
+command) the official flags split the video's tokens over --ulysses-degree x --ring-degree
+devices; `--config.parallel.mesh.data|fsdp|tensor` split the batch and the weights:
+
+  python sample.py --model-base ckpts/hyv_jax --prompt "..." --ulysses-degree 8 --ring-degree 1
+
 --model-base DIR means DIR/transformer, DIR/vae, DIR/llm, DIR/clip; the --*-dir flags override
 one folder each. Flags left out take the config's `sampling` section (upstream's defaults for
 the 13B: 720x1280, 129 frames, 50 steps, shift 7, embedded guidance 6, cfg 1). Any config key
@@ -29,9 +35,10 @@ from pathlib import Path
 from configs import load_config
 from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
+from hyv_jax.loading.paths import CustomPaths, ModelPaths
+from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
 from hyv_jax.sampling.options import SamplingOptions
-from hyv_jax.sampling.pipeline import ModelPaths
-from hyv_jax.sampling.tiny_default import ASSET_DIR, shipped_paths
+from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
 TINY_CONFIG, TINY_DEFAULT_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/tiny_default.py", "configs/hunyuan_video_t2v.py"
 TINY_CUSTOM_CONFIG, CUSTOM_CONFIG = "configs/tiny_custom.py", "configs/hunyuan_custom.py"
@@ -61,6 +68,14 @@ def parse_args(argv):
                              "0 off, the default; about 0.05-0.1: faster at some cost in fidelity)")
     parser.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
                         help=f"keep compiled programs here for the next run ('' : off; default ${ENV} or {DEFAULT_DIR})")
+    mesh = parser.add_argument_group("several devices (the config's `parallel` section; --config.parallel.mesh.data=2 ...)")
+    mesh.add_argument("--ulysses-degree", type=int, help="devices that split the attention heads of the joint sequence "
+                      "(Ulysses; must divide the model's heads, 24 for the 13B); times --ring-degree devices of context parallelism")
+    mesh.add_argument("--ring-degree", type=int, help="devices that pass key/value blocks around a ring (ring attention)")
+    mesh.add_argument("--coordinator-address", help="multi-host: HOST:PORT of process 0 (every process runs this command); "
+                      "default: from the environment (JAX_COORDINATOR_ADDRESS, SLURM, Cloud TPU)")
+    mesh.add_argument("--num-processes", type=int, help="multi-host: how many processes")
+    mesh.add_argument("--process-id", type=int, help="multi-host: this process's index")
     parser.add_argument("--model-base", help="folder holding converted transformer/, vae/, llm/, clip/")
     for name in ModelPaths.__dataclass_fields__:
         parser.add_argument(f"--{name}-dir", help=f"converted {name} folder (overrides --model-base)")
@@ -105,9 +120,6 @@ def plan(argv) -> Plan:
         paths = ModelPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None) for name in ModelPaths.__dataclass_fields__})
         no_checkpoints = len(paths.missing()) == 4
         if custom:
-            if args.first_block_cache:
-                raise ValueError("--first-block-cache is for text-to-video; HunyuanCustom has its own --step-cache")
-            from hyv_jax.sampling.custom_pipeline import CustomPaths
             paths = CustomPaths(**dataclasses.asdict(paths), llava=args.llava_dir, whisper=args.whisper_dir)
             config_path = args.config or (TINY_CUSTOM_CONFIG if no_checkpoints else CUSTOM_CONFIG)
         else:
@@ -120,6 +132,7 @@ def plan(argv) -> Plan:
         for section, flag in (("transformer", args.precision), ("vae", args.vae_precision)):
             if flag:
                 config[section].update(dtype=PRECISIONS[flag], param_dtype=PRECISIONS[flag])
+        set_parallel(config, args)
         flags = dict(height=args.video_size and args.video_size[0], width=args.video_size and args.video_size[1], frames=args.video_length,
                      steps=args.infer_steps, flow_shift=args.flow_shift, embedded_guidance=args.embedded_cfg_scale,
                      cfg_scale=args.cfg_scale, negative_prompt=args.neg_prompt, noise_dtype=args.noise_dtype, vae_tiling=args.vae_tiling,
@@ -132,6 +145,9 @@ def plan(argv) -> Plan:
                                       **{k: v for k, v in flags.items() if v is not None})
         inputs = None
         if custom:
+            if options.first_block_cache and args.step_cache and options.steps == STEP_CACHE_STEPS:
+                raise ValueError(f"--first-block-cache and the step cache (on at {STEP_CACHE_STEPS} steps) do not combine: "
+                                 "add --no-step-cache, or drop --first-block-cache")
             inputs, options = read_custom_inputs(args, config, paths, options)
             paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
         else:
@@ -143,6 +159,20 @@ def plan(argv) -> Plan:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
     return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache)
+
+
+def set_parallel(config, args) -> None:
+    """The official context-parallel flags and the multi-host ones into the config's `parallel`
+    section (the mesh itself is checked against the devices once JAX has started)."""
+    from hyv_jax.parallel.plan import set_context_degrees
+
+    if args.ulysses_degree is not None or args.ring_degree is not None:
+        set_context_degrees(config.parallel, *(1 if d is None else d for d in (args.ulysses_degree, args.ring_degree)),
+                            heads=config.transformer.heads)
+    given = {k: v for k, v in (("coordinator_address", args.coordinator_address), ("num_processes", args.num_processes),
+                               ("process_id", args.process_id)) if v is not None}
+    if given:
+        config.parallel.update(distributed=True, **given)
 
 
 def read_custom_inputs(args, config, paths, options: SamplingOptions):
@@ -204,38 +234,55 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
 
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
+    import jax
+
+    from hyv_jax.parallel.devices import cpu_fallback_warning, device_summary
+    from hyv_jax.parallel.mesh import initialize_distributed
+    from hyv_jax.parallel.plan import plan_if_parallel
+
+    initialize_distributed(p.config.parallel)  # before any other use of JAX
     enable_compilation_cache(p.compile_cache)
+    lead = jax.process_index() == 0  # only process 0 prints and writes
+    say = print if lead else lambda *a, **k: None
+    if lead and (warning := cpu_fallback_warning()):
+        print(warning, file=sys.stderr)
+    parallel = plan_if_parallel(p.config.parallel)
+    mesh = "one device" if parallel is None else " x ".join(f"{k} {v}" for k, v in parallel.mesh.shape.items()) + \
+        f", context strategy {parallel.context_strategy}"
+    say(f"{device_summary()}; {mesh}")
+
     from hyv_jax.io.video import FPS, write_image, write_video
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
     o = p.options
-    print(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
-          f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
-          f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
+    say(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
+        f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
+        f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
     if p.paths == shipped_paths():
         from hyv_jax.training.procedural_scenes import COLORS, DIRECTIONS, SHAPES
 
-        print(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
-              f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
-              f"DIRECTION in {'/'.join(DIRECTIONS)}")
+        say(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
+            f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
+            f"DIRECTION in {'/'.join(DIRECTIONS)}")
     elif p.paths.missing():
-        print(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
+        say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
     fps, audio, sample_rate = FPS, None, None
     if p.custom is not None:
         from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
-        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None)
+        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
         fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
-        run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache)  # noqa: E731
+        run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)  # noqa: E731
     else:
-        pipeline = TextToVideoPipeline.from_config(p.config, p.paths)
-        run = lambda: pipeline(p.prompt, o)  # noqa: E731
+        pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)
+        run = lambda: pipeline(p.prompt, o, progress=lead)  # noqa: E731
     start = time.perf_counter()
     videos = run()
-    print(f"sampled {o.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
-    if o.first_block_cache:
-        computed, steps = pipeline.first_block_cache_steps
-        print(f"first block cache {o.first_block_cache}: {computed} of {steps} steps ran every block")
+    say(f"sampled {o.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
+    if videos.full_steps < o.steps:
+        say(f"cache: {videos.full_steps} of {o.steps} steps ran every block")
+    if not lead:
+        return []
     written = []
     for frames, seed in zip(videos.frames, videos.seeds, strict=True):
         if o.frames == 1:

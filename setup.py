@@ -26,6 +26,10 @@ setup(
         "array-record",
     ],
     extras_require={
+        # the accelerator builds of jax (the default install runs on the CPU)
+        "cuda": ["jax[cuda13]"],
+        "cuda12": ["jax[cuda12]"],  # NVIDIA drivers older than 580
+        "tpu": ["jax[tpu]"],
         "test": [
             "torch==2.13.0",
             "diffusers==0.42.1",

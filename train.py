@@ -155,11 +155,11 @@ def _prepare(args, config) -> None:
     from hyv_jax.training.procedural_scenes import scene_items
 
     try:
-        from hyv_jax.models.text.text_encoder import TextEncoder
+        from hyv_jax.loading.models import load_text_encoder
     except ImportError as e:
         raise SystemExit(f"the text encoders (hyv_jax.models.text) are not available: {e}") from e
     vae = restore_vae(args.vae)
-    text = TextEncoder.load(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir, seed=args.text_seed)
+    text = load_text_encoder(config.text_encoder, llm_dir=args.llm_dir, clip_dir=args.clip_dir, seed=args.text_seed)
     buckets = Buckets(parse_resolutions(args.resolutions), tuple(args.frames))
     if args.input:
         items = folder_items(args.input)

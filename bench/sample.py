@@ -7,6 +7,9 @@ frames, VAE decode included), the first run including JAX's compile.
       --config.transformer.heads=4 --config.transformer.rope_axes_dims='(16,24,24)'   # "medium"
   python bench/sample.py --first-block-cache 0.1        # both sides with the First Block Cache
   python bench/sample.py --config configs/hunyuan_video_t2v.py --frames 129 --height 544 --width 960 --no-diffusers  (GPU)
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python bench/sample.py --ulysses-degree 2 --ring-degree 4
+      # a mesh (sample.py's flags, or --config.parallel.mesh.*): its row beside the one-device row
+      # (on simulated CPU devices a correctness smoke figure, not a speed claim)
 
 Text encoders are not timed (random embeddings of the config's widths stand in). Weights are
 random; float32 unless the config says otherwise.
@@ -30,10 +33,13 @@ from hyv_jax.convert.vae_checkpoint import export_torch_vae  # noqa: E402
 from hyv_jax.models.text.text_encoder import PromptEmbeddings  # noqa: E402
 from hyv_jax.models.transformer import TransformerConfig  # noqa: E402
 from hyv_jax.models.vae import VAEConfig  # noqa: E402
-from hyv_jax.sampling.first_block_cache import FirstBlockCacheStep  # noqa: E402
+from hyv_jax.loading.models import load_transformer, random_vae  # noqa: E402
+from hyv_jax.sampling.denoise import FullModel  # noqa: E402
+from hyv_jax.sampling.first_block_cache import FirstBlockCache  # noqa: E402
 from hyv_jax.sampling.frames import to_uint8  # noqa: E402
 from hyv_jax.sampling.options import SamplingOptions  # noqa: E402
-from hyv_jax.sampling.pipeline import TextToVideoPipeline, random_transformer, random_vae  # noqa: E402
+from hyv_jax.sampling.pipeline import TextToVideoPipeline  # noqa: E402
+from hyv_jax.parallel.plan import plan_if_parallel, set_context_degrees  # noqa: E402
 from transformer import diffusers_model  # noqa: E402  (bench/transformer.py)
 
 
@@ -51,37 +57,30 @@ def diffusers_vae(c: VAEConfig, params, device):
 
 
 class TimedStep:
-    """The pipeline's compiled step, recording each call's seconds (other attributes: the step's)."""
+    """A pipeline's compiled step, recording each call's seconds."""
 
     def __init__(self, step):
         self.step, self.times = step, []
 
-    def __getattr__(self, name):
-        return getattr(self.step, name)
-
     def __call__(self, *args):
         start = time.perf_counter()
-        out = self.step(*args).block_until_ready()
+        latents, carry = self.step(*args)
+        latents.block_until_ready()
         self.times.append(time.perf_counter() - start)
-        return out
+        return latents, carry
 
 
 def run_ours(pipeline, text, noise, options):
-    """(end-to-end seconds, per-step seconds, decode seconds, frames)."""
-    name = "step"
-    if options.first_block_cache:
-        name = "first_block_cache_step"
-        if pipeline.first_block_cache_step is None:
-            pipeline.first_block_cache_step = FirstBlockCacheStep(pipeline.transformer)
-    step = getattr(pipeline, name)
-    timed = TimedStep(step.step if isinstance(step, TimedStep) else step)
-    setattr(pipeline, name, timed)
+    """(end-to-end seconds, per-step seconds, decode seconds, frames, steps that ran every block)."""
+    policy = FirstBlockCache() if options.first_block_cache else FullModel()
+    step = pipeline.compiled_step(policy)
+    timed = pipeline.steps[policy] = TimedStep(step.step if isinstance(step, TimedStep) else step)
     start = time.perf_counter()
-    latents = pipeline.sample_latents(text, noise, options, progress=False)
+    latents, full_steps = pipeline.sample_latents(text, noise, options, progress=False)
     decode_start = time.perf_counter()
     frames = to_uint8(pipeline.decode(latents, options))
     end = time.perf_counter()
-    return end - start, timed.times, end - decode_start, frames
+    return end - start, timed.times, end - decode_start, frames, full_steps
 
 
 def main():
@@ -97,14 +96,20 @@ def main():
     parser.add_argument("--no-diffusers", action="store_true", help="time hyv_jax only")
     parser.add_argument("--first-block-cache", type=float, default=0.0, metavar="THRESHOLD",
                         help="both sides sample with the First Block Cache (diffusers' FirstBlockCacheConfig)")
+    parser.add_argument("--ulysses-degree", type=int, help="as sample.py: a mesh row beside the one-device row")
+    parser.add_argument("--ring-degree", type=int, help="as sample.py")
     args, overrides = parse_with_overrides(parser, sys.argv[1:])
     config = load_config(args.config, overrides)
+    tc = TransformerConfig.from_mapping(config.transformer)
+    if args.ulysses_degree or args.ring_degree:
+        set_context_degrees(config.parallel, args.ulysses_degree or 1, args.ring_degree or 1, tc.heads)
+    plan = plan_if_parallel(config.parallel)
     tc, vc = TransformerConfig.from_mapping(config.transformer), VAEConfig.from_mapping(config.vae)
     options = SamplingOptions(height=args.height, width=args.width, frames=args.frames, steps=args.steps, cfg_scale=args.cfg_scale,
                               noise_dtype="float32", sigma_spacing="diffusers", vae_tiling=not args.no_vae_tiling,
                               first_block_cache=args.first_block_cache)
 
-    pipeline = TextToVideoPipeline(None, random_transformer(tc), random_vae(vc))
+    pipeline = TextToVideoPipeline(None, load_transformer(tc), random_vae(vc))
     rng = np.random.default_rng(0)
     n_text = 2 if options.true_cfg else 1
     mask = np.zeros((n_text, args.text_len), np.int32)
@@ -114,15 +119,22 @@ def main():
     noise, _ = pipeline.noise(options)
     noise = np.asarray(noise)
 
-    cold, cold_steps, cold_decode, frames = run_ours(pipeline, text, noise, options)
-    warm, step_times, decode, frames = run_ours(pipeline, text, noise, options)
+    cold, cold_steps, cold_decode, frames, full_steps = run_ours(pipeline, text, noise, options)
+    warm, step_times, decode, frames, _ = run_ours(pipeline, text, noise, options)
     print(f"device {jax.devices()[0].device_kind}; config {args.config} {' '.join('--config.' + o for o in overrides)}; {args.frames}x{args.height}x{args.width}, "
           f"{args.steps} steps, text {args.text_len}, cfg {args.cfg_scale}; hyv_jax first run: first step {cold_steps[0]:.1f} s, "
           f"decode {cold_decode:.1f} s (compiles included)")
     if options.first_block_cache:
-        print(f"first block cache {options.first_block_cache}: hyv_jax ran every block on {pipeline.first_block_cache_steps[0]} "
-              f"of {args.steps} steps")
-    rows = [("hyv_jax", statistics.median(step_times), sum(step_times), decode, cold, warm)]
+        print(f"first block cache {options.first_block_cache}: hyv_jax ran every block on {full_steps} of {args.steps} steps")
+    rows = [("hyv_jax, one device", statistics.median(step_times), sum(step_times), decode, cold, warm)]
+    if plan is not None:  # the same weights on the mesh
+        meshed = TextToVideoPipeline(None, load_transformer(tc, mesh=plan.mesh), pipeline.vae, plan=plan)
+        cold, _, _, _, _ = run_ours(meshed, text, noise, options)
+        warm, step_times, decode, mesh_frames, _ = run_ours(meshed, text, noise, options)
+        shape = " x ".join(f"{k} {v}" for k, v in plan.mesh.shape.items())
+        rows.append((f"hyv_jax, {shape} ({plan.context_strategy})", statistics.median(step_times), sum(step_times), decode, cold, warm))
+        off = np.abs(frames.astype(int) - mesh_frames.astype(int))
+        print(f"uint8 frames, mesh vs one device: max difference {off.max()}, {np.count_nonzero(off)} of {off.size} values differ")
 
     if not args.no_diffusers:
         import torch
@@ -180,7 +192,7 @@ def main():
     print("| implementation | median s/step | denoising s | decode + uint8 s | end to end, first run (incl. compile) s "
           "| end to end, second run s | denoising vs diffusers | second run vs diffusers |")
     print("|---|---|---|---|---|---|---|---|")
-    ref = rows[-1] if len(rows) > 1 else None
+    ref = rows[-1] if rows[-1][0] == "diffusers" else None
     for name, step, denoising, dec, cold, warm in rows:
         ratios = (f"{ref[2] / denoising:.2f}x", f"{ref[5] / warm:.2f}x") if ref else ("-", "-")
         print(f"| {name} | {step:.4f} | {denoising:.2f} | {dec:.2f} | {cold:.2f} | {warm:.2f} | {ratios[0]} | {ratios[1]} |")

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import train  # noqa: E402
 from configs import load_config  # noqa: E402
-from hyv_jax.sampling.tiny_default import ASSET_DIR, TEXT_ENCODER_SEED  # noqa: E402
+from hyv_jax.loading.shipped import ASSET_DIR, TEXT_ENCODER_SEED  # noqa: E402
 
 CONFIG = "configs/tiny_default.py"
 
@@ -40,14 +40,14 @@ def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0, traine
     cache threshold); prints per-clip results and returns the accuracies."""
     from hyv_jax.convert.transformer_checkpoint import restore_transformer
     from hyv_jax.convert.vae_checkpoint import restore_vae
-    from hyv_jax.models.text.text_encoder import TextEncoder
+    from hyv_jax.loading.models import load_text_encoder
     from hyv_jax.sampling.options import SamplingOptions
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
     from hyv_jax.training.motion_check import check_clip, summarize
     from hyv_jax.training.procedural_scenes import caption, combinations
 
     config = load_config(CONFIG)
-    pipeline = TextToVideoPipeline(TextEncoder.load(config.text_encoder, seed=TEXT_ENCODER_SEED),
+    pipeline = TextToVideoPipeline(load_text_encoder(config.text_encoder, seed=TEXT_ENCODER_SEED),
                                    restore_transformer(folder / "transformer"), restore_vae(folder / "vae"),
                                    release_text_encoder=False)
     options = dataclasses.replace(SamplingOptions.from_mapping(config.sampling), first_block_cache=first_block_cache)
@@ -55,9 +55,9 @@ def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0, traine
     for combo in combinations(held_out=not trained):
         prompt = caption(*combo)
         for seed in range(seeds):
-            frames = pipeline(prompt, dataclasses.replace(options, seed=seed), progress=False).frames[0]
-            computed.append(pipeline.first_block_cache_steps[0] if first_block_cache else options.steps)
-            c = check_clip(frames, prompt)
+            videos = pipeline(prompt, dataclasses.replace(options, seed=seed), progress=False)
+            computed.append(videos.full_steps)
+            c = check_clip(videos.frames[0], prompt)
             checks.append(c)
             print(f"{prompt!r} seed {seed}: colour {c.color}, direction {c.direction}, "
                   f"displacement {c.displacement[0]:+.2f},{c.displacement[1]:+.2f}")

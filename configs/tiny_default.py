@@ -8,7 +8,7 @@ latent scaling factor that `train.py train-vae` measured on the scenes.
 """
 
 from configs import tiny
-from hyv_jax.sampling.tiny_default import shipped_scaling_factor
+from hyv_jax.loading.shipped import shipped_scaling_factor
 
 PROMPT_TOKENS = 32
 VIDEO_TEMPLATE_TOKENS = 95  # the official video template's crop, as hunyuan_video_t2v.py

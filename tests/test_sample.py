@@ -36,6 +36,21 @@ def test_flags_and_config_overrides(tmp_path):
     assert p.config.transformer.heads == 4 and p.config.transformer.dtype == "bfloat16"
 
 
+def test_context_flags_set_the_mesh_and_the_strategy(tmp_path):
+    def parallel(*flags):
+        p = sample.plan(["--save-path", str(tmp_path), *flags])
+        return p.config.parallel.mesh.context, p.config.parallel.context_strategy, p.config.parallel.ulysses_degree
+
+    assert parallel() == (1, "none", 1)
+    assert parallel("--ulysses-degree", "2") == (2, "ulysses", 2)
+    assert parallel("--ring-degree", "8") == (8, "ring", 1)
+    assert parallel("--ulysses-degree", "2", "--ring-degree", "4") == (8, "usp", 2)
+    p = sample.plan(["--save-path", str(tmp_path), "--coordinator-address", "127.0.0.1:1234", "--num-processes", "2",
+                     "--process-id", "1"])
+    assert (p.config.parallel.distributed, p.config.parallel.coordinator_address, p.config.parallel.num_processes,
+            p.config.parallel.process_id) == (True, "127.0.0.1:1234", 2, 1)
+
+
 def test_released_config_keeps_upstream_defaults(tmp_path, capsys):
     folders = {}
     for name in ("transformer", "vae", "llm", "clip"):
@@ -58,7 +73,9 @@ def test_released_config_keeps_upstream_defaults(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--video-size", "60", "64"], "height 60 must be a positive multiple of 16"),
     (["--first-block-cache", "-1"], "first block cache threshold must be >= 0"),
-    (["--first-block-cache", "0.1", "--ref-image", "x.png"], "--first-block-cache is for text-to-video"),
+    (["--first-block-cache", "0.1", "--ref-image", "x.png", "--infer-steps", "30"], "--first-block-cache and the step cache"),
+    (["--ulysses-degree", "3"], "the Ulysses degree 3 must divide the model's 2 attention heads: use one of [1, 2]"),
+    (["--ring-degree", "0"], "the Ulysses and ring degrees must be >= 1"),
     (["--video-size", "64", "100"], "width 100 must be a positive multiple of 16"),
     (["--video-length", "10"], "4k + 1 frames (try 9 or 13)"),
     (["--infer-steps", "0"], "steps must be >= 1"),

@@ -5,7 +5,7 @@ import json
 
 import sample
 from configs import load_config
-from hyv_jax.sampling.tiny_default import shipped_paths, shipped_scaling_factor
+from hyv_jax.loading.shipped import shipped_paths, shipped_scaling_factor
 
 
 def test_shipped_paths_need_both_folders(tmp_path):

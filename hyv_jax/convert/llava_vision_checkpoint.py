@@ -4,10 +4,10 @@ or .bin, names optionally under `model.`): the CLIP vision tower and the project
 import numpy as np
 from flax import nnx
 
-from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
+from hyv_jax.convert.checkpoint_source import TensorSource
 from hyv_jax.convert.llava_vision_table import TOWER, llava_vision_rules, unused_by_image_encoder
 from hyv_jax.convert.mapping import torch_to_jax
-from hyv_jax.convert.model_state import load_params, param_shapes
+from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.custom.clip_vision import ClipVisionConfig, LlavaImageEncoder
 
 
@@ -27,10 +27,3 @@ def read_torch_llava_vision(source: TensorSource, config: ClipVisionConfig, dtyp
     abstract = nnx.eval_shape(lambda: LlavaImageEncoder(config, rngs=nnx.Rngs(0)))
     what = f"{source.description} does not match the LLaVA vision config"
     return torch_to_jax(source, llava_vision_rules(config), param_shapes(abstract), np.dtype(dtype), what)
-
-
-def load_llava_image_encoder(path, config: ClipVisionConfig) -> LlavaImageEncoder:
-    """The image encoder with weights from a LLaVA checkpoint file or folder."""
-    model = LlavaImageEncoder(config, rngs=nnx.Rngs(0))
-    load_params(model, read_torch_llava_vision(open_checkpoint(path), config, np.dtype(config.param_dtype)))
-    return model

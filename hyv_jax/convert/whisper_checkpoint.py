@@ -5,9 +5,9 @@ decoder and output projection, which HunyuanCustom does not use, are set aside b
 import numpy as np
 from flax import nnx
 
-from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
+from hyv_jax.convert.checkpoint_source import TensorSource
 from hyv_jax.convert.mapping import torch_to_jax
-from hyv_jax.convert.model_state import load_params, param_shapes
+from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.whisper_table import ENCODER_PREFIX, whisper_encoder_rules
 from hyv_jax.models.custom.whisper_encoder import WhisperEncoder, WhisperEncoderConfig
 
@@ -24,10 +24,3 @@ def read_torch_whisper_encoder(source: TensorSource, config: WhisperEncoderConfi
     abstract = nnx.eval_shape(lambda: WhisperEncoder(config, rngs=nnx.Rngs(0)))
     what = f"{source.description} does not match the Whisper encoder config"
     return torch_to_jax(encoder_source(source), whisper_encoder_rules(config), param_shapes(abstract), np.dtype(dtype), what)
-
-
-def load_whisper_encoder(path, config: WhisperEncoderConfig) -> WhisperEncoder:
-    """The encoder with weights from a transformers Whisper checkpoint file or folder."""
-    model = WhisperEncoder(config, rngs=nnx.Rngs(0))
-    load_params(model, read_torch_whisper_encoder(open_checkpoint(path), config, np.dtype(config.param_dtype)))
-    return model

@@ -8,9 +8,11 @@ Inputs and outputs are channels-last (B, T, H, W, C).
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from hyv_jax.config_dataclass import from_mapping
@@ -29,16 +31,32 @@ from hyv_jax.parallel.plan import ParallelPlan, single_device_attention
 
 @dataclasses.dataclass(frozen=True)
 class Streams:
-    """One forward's state after `prepare`: the token streams and what every block needs."""
+    """One forward's state after `prepare`: the token streams and what every stage needs."""
 
-    img: jax.Array  # (B, N, D) patch-embedded latents
+    img: jax.Array  # (B, N, D) image tokens (HunyuanCustom: reference tokens, then the video's)
     txt: jax.Array  # (B, L, D) refined text tokens
     vec: jax.Array  # (B, D) conditioning vector
     rope: tuple[jax.Array, jax.Array]  # cos, sin over the image tokens
+    joint_rope: tuple[jax.Array, jax.Array]  # the same over [image; text] (identity on text)
     kv_lengths: jax.Array  # (B,) image + valid text tokens
-    grid: tuple[int, int, int]  # patch grid (T, H, W)
+    grid: tuple[int, int, int]  # patch grid (T, H, W) of the video
     attend: Callable  # the joint attention (plain or context parallel)
     pin: Callable  # the activation sharding constraint (identity on one device)
+    n_skip: int = 0  # leading image tokens the final layer drops (HunyuanCustom's references)
+    extras: Any = None  # what a variant's hooks read (HunyuanCustom: audio tokens and strength)
+
+    @property
+    def n_img(self) -> int:
+        return self.img.shape[1]
+
+
+class ImageTokens(NamedTuple):
+    """What the `image_tokens` hook returns."""
+
+    tokens: jax.Array  # (B, N, D)
+    positions: np.ndarray  # (N, 3) RoPE positions (t, h, w)
+    n_skip: int = 0
+    extras: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +80,7 @@ class TransformerConfig:
     guidance_embed: bool = True
     dtype: str = "bfloat16"
     param_dtype: str = "bfloat16"
-    attention_impl: str = "xla"
+    attention_impl: str = "auto"  # see hyv_jax/attention: cudnn on GPU, splash on TPU, xla on CPU
     remat: str = "none"  # a policy name of nn/remat.py, applied per scanned block (training)
 
     def __post_init__(self):
@@ -119,6 +137,7 @@ class HunyuanVideoTransformer(nnx.Module):
         text_states_2: jax.Array,
         guidance: jax.Array | None = None,
         parallel: ParallelPlan | None = None,
+        **conditions,
     ) -> jax.Array:
         """Predicts the flow velocity (noise - x0).
 
@@ -126,47 +145,76 @@ class HunyuanVideoTransformer(nnx.Module):
         (B, L, text_states_dim) right-padded per `text_mask` (B, L); text_states_2: pooled CLIP
         (B, text_states_dim_2); guidance: (B,) embedded guidance scale * 1000 (distilled models).
         parallel: run on its mesh (activations pinned at block boundaries, context-parallel
-        joint attention); None: as placed by jit.
+        joint attention); None: as placed by jit. conditions: a variant's further inputs
+        (HunyuanCustom: ref_latents, ...), read by its hooks.
         """
-        s = self.prepare(x, t, text_states, text_mask, text_states_2, guidance, parallel)
-        return self.velocity(s, self.single_stream_image(s, *self.double_stream(s, s.img, s.txt)))
+        s = self.prepare(x, t, text_states, text_mask, text_states_2, guidance, parallel, **conditions)
+        img, txt = self.double_stream(s, s.img, s.txt)
+        return self.velocity(s, self.single_stream(s, jnp.concatenate([img, txt], axis=1)))
 
-    def prepare(self, x, t, text_states, text_mask, text_states_2, guidance=None, parallel=None) -> "Streams":
-        """Checks the inputs; embeds latents, text and conditions (the forward's first stage)."""
+    # -- stages (the forward above; the samplers' caches run them piecewise) --
+
+    def prepare(self, x, t, text_states, text_mask, text_states_2, guidance=None, parallel=None, **conditions) -> Streams:
+        """Checks the inputs; embeds latents, text and conditions."""
         c = self.config
         self._check_inputs(x, text_states, text_mask, text_states_2, guidance)
         grid = patch_grid(x.shape, c.patch_size)
         vec, txt = self.embed_conditions(t, text_states, text_mask, text_states_2, guidance)
-        img = self.img_in(x.astype(jnp.dtype(c.dtype)))
-        kv_lengths = img.shape[1] + jnp.sum(text_mask.astype(jnp.int32), axis=1)
+        image = self.image_tokens(x.astype(jnp.dtype(c.dtype)), grid, **conditions)
+        kv_lengths = image.tokens.shape[1] + jnp.sum(text_mask.astype(jnp.int32), axis=1)
         attend, pin = self.runtime(parallel)
-        rope = rope_tables(grid_positions(*grid), c.rope_axes_dims, c.rope_theta)
-        return Streams(img, txt, vec, rope, kv_lengths, grid, attend, pin)
+        cos, sin = rope_tables(image.positions, c.rope_axes_dims, c.rope_theta)
+        # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
+        n_txt = txt.shape[1]
+        joint_rope = (np.concatenate([cos, np.ones((n_txt, c.head_dim), cos.dtype)]),
+                      np.concatenate([sin, np.zeros((n_txt, c.head_dim), sin.dtype)]))
+        return Streams(image.tokens, txt, vec, (cos, sin), joint_rope, kv_lengths, grid, attend, pin, image.n_skip, image.extras)
 
-    def double_stream(self, s: "Streams", img, txt, start: int = 0):
+    def double_stream(self, s: Streams, img, txt, start: int = 0):
         """The double blocks from `start` on over (image, text)."""
-        return scan_layers(self.double_blocks, self._pin_streams(s, (img, txt)),
-                           lambda block, carry: self._double_block(s, block, *carry), remat_policy=self.config.remat, start=start)
+        def step(block, carry, index):
+            return self._double_block(s, block, *carry, index)
 
-    def double_block(self, s: "Streams", img, txt, index: int):
+        return scan_layers(self.double_blocks, self._pin_streams(s, (img, txt)), step, xs=jnp.arange(self.config.double_blocks),
+                           remat_policy=self.config.remat, start=start)
+
+    def double_block(self, s: Streams, img, txt, index: int):
         """Double block `index` alone over (image, text)."""
-        return self._double_block(s, layer_at(self.double_blocks, index), img, txt)
+        return self._double_block(s, layer_at(self.double_blocks, index), img, txt, index)
 
-    def _double_block(self, s: "Streams", block, img, txt):
-        return self._pin_streams(s, block(img, txt, s.vec, s.rope, s.kv_lengths, s.attend))
+    def _double_block(self, s: Streams, block, img, txt, index):
+        img, txt = block(img, txt, s.vec, s.rope, s.kv_lengths, s.attend)
+        return self._pin_streams(s, (self.after_double_block(s, img, index), txt))
 
     @staticmethod
-    def _pin_streams(s: "Streams", streams):  # image tokens split over the context axes, text whole
+    def _pin_streams(s: Streams, streams):  # image tokens split over the context axes, text whole
         return s.pin(streams[0], ("batch", "sequence", "embed")), s.pin(streams[1], ("batch", None, "embed"))
 
-    def single_stream_image(self, s: "Streams", img, txt) -> jax.Array:
-        """The single blocks over [img; txt]; -> the image tokens (B, N, D) the final layer reads."""
-        return self.single_stream(jnp.concatenate([img, txt], axis=1), s.vec, s.rope, txt.shape[1], s.kv_lengths, s.attend,
-                                  s.pin)[:, :img.shape[1]]
+    def single_stream(self, s: Streams, joint, start: int = 0, stop: int | None = None) -> jax.Array:
+        """The single blocks [start, stop) over the joint [image; text] tokens."""
+        axes = ("batch", "sequence", "embed")
+        return scan_layers(
+            self.single_blocks, s.pin(joint, axes),
+            lambda block, h: s.pin(block(h, s.vec, s.joint_rope, s.kv_lengths, s.attend), axes),
+            remat_policy=self.config.remat, start=start, stop=stop,
+        )
 
-    def velocity(self, s: "Streams", img) -> jax.Array:
-        """The final layer on the image tokens, unpatchified: the predicted velocity."""
-        return self.image_output(img, s.vec, img.shape[1], 0, s.grid)
+    def velocity(self, s: Streams, tokens) -> jax.Array:
+        """The final layer on the video's image tokens of `tokens` (B, >= N, D), unpatchified."""
+        out = self.final_layer(tokens[:, s.n_skip:s.n_img], s.vec)
+        return unpatchify(out, s.grid, self.config.patch_size)
+
+    # -- hooks: what a variant (HunyuanCustom) changes --
+
+    def image_tokens(self, x: jax.Array, grid: tuple[int, int, int]) -> ImageTokens:
+        """The image token stream of latents x and its RoPE positions."""
+        return ImageTokens(self.img_in(x), grid_positions(*grid))
+
+    def after_double_block(self, s: Streams, img: jax.Array, index: jax.Array) -> jax.Array:
+        """The image tokens after double block `index` (a traced layer index)."""
+        return img
+
+    # -- shared pieces --
 
     def runtime(self, parallel: ParallelPlan | None):
         """(attend, pin): the joint attention and the activation constraint to use, on one
@@ -187,33 +235,6 @@ class HunyuanVideoTransformer(nnx.Module):
             g = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), (batch,)).astype(dtype)
             vec = vec + self.guidance_in(g.astype(jnp.float32))
         return vec, self.txt_in(text_states.astype(dtype), t, text_mask, c.attention_impl)
-
-    def single_stream_output(self, img, txt, vec, rope, kv_lengths, grid, attend, pin, n_skip: int = 0):
-        """Single blocks over [img; txt], then the final layer on the image tokens after the
-        first `n_skip` (HunyuanCustom's reference tokens), unpatchified to `grid`."""
-        joint = self.single_stream(jnp.concatenate([img, txt], axis=1), vec, rope, txt.shape[1], kv_lengths, attend, pin)
-        return self.image_output(joint, vec, img.shape[1], n_skip, grid)
-
-    def single_stream(self, joint, vec, rope, n_txt: int, kv_lengths, attend, pin, blocks=None):
-        """Single blocks (a stack of them; default all) over the joint [img; txt] tokens."""
-        c = self.config
-        cos, sin = rope
-        # Text tokens carry no position: the identity rotation (cos 1, sin 0) for them.
-        joint_rope = (
-            jnp.concatenate([cos, jnp.ones((n_txt, c.head_dim), cos.dtype)]),
-            jnp.concatenate([sin, jnp.zeros((n_txt, c.head_dim), sin.dtype)]),
-        )
-        joint_axes = ("batch", "sequence", "embed")
-        return scan_layers(
-            self.single_blocks if blocks is None else blocks, pin(joint, joint_axes),
-            lambda block, h: pin(block(h, vec, joint_rope, kv_lengths, attend), joint_axes),
-            remat_policy=c.remat,
-        )
-
-    def image_output(self, joint, vec, n_img: int, n_skip: int, grid):
-        """The final layer on the image tokens [n_skip, n_img) of the joint tokens, unpatchified."""
-        out = self.final_layer(joint[:, n_skip:n_img], vec)
-        return unpatchify(out, grid, self.config.patch_size)
 
     def _check_inputs(self, x, text_states, text_mask, text_states_2, guidance):
         c = self.config

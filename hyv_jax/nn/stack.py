@@ -27,21 +27,27 @@ def stack_layers(make: Callable[[nnx.Rngs], M], n: int, rngs: nnx.Rngs) -> M:
     return create(rngs)
 
 
-def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none", start: int = 0) -> C:
+def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_policy: str = "none", start: int = 0,
+                stop: int | None = None) -> C:
     """Applies `step(layer, carry)` for each layer of a stack in order; with per-layer inputs
     `xs` (leading axis = layers), `step(layer, carry, x)`. Each layer is rematerialised in the
-    backward pass per `remat_policy` (see nn/remat.py). Layers before `start` pass the carry
-    through (skipped in the scan: slicing the stack would copy its weights)."""
+    backward pass per `remat_policy` (see nn/remat.py). Only layers [start, stop) run (stop
+    None: to the end; negative counts from the end); the others pass the carry through, skipped
+    inside the scan (slicing the stack would copy its weights)."""
     graphdef, state = nnx.split(layers)
+    n = layer_count(layers)
+    stop = n if stop is None else stop % n if stop < 0 else stop
+    partial = start > 0 or stop < n
 
     def body(c, scanned):
         layer_state, x, index = scanned
         layer = nnx.merge(graphdef, layer_state)
         apply = lambda c: step(layer, c) if xs is None else step(layer, c, x)  # noqa: E731
-        return (apply(c) if not start else jax.lax.cond(index >= start, apply, lambda c: c, c)), None
+        if not partial:
+            return apply(c), None
+        return jax.lax.cond((index >= start) & (index < stop), apply, lambda c: c, c), None
 
-    indices = jnp.arange(layer_count(layers))
-    return jax.lax.scan(remat(body, remat_policy), carry, (state, xs, indices))[0]
+    return jax.lax.scan(remat(body, remat_policy), carry, (state, xs, jnp.arange(n)))[0]
 
 
 def layer_count(layers: nnx.Module) -> int:

@@ -8,28 +8,24 @@ The decision is a `lax.cond` inside the compiled step, so skipped blocks cost no
 device and one compiled step serves every threshold (it is an input) and every step.
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
-from hyv_jax.nn.patch import patch_grid
-from hyv_jax.sampling.denoise import DenoiseStep
+from hyv_jax.parallel.plan import to_host
 
 
 class BlockCache(NamedTuple):
-    head: jax.Array  # (B, N, D) the first double block's image residual at the last full step
-    tail: jax.Array  # (B, N, D) image tokens after every block minus after the first, same step
+    """The policy's carry."""
+
+    head: jax.Array  # (b, N, D) the first double block's image residual at the last full step
+    tail: jax.Array  # (b, N, D) image tokens after every block minus after the first, same step
     filled: jax.Array  # bool: a full step has run
-
-
-def empty_cache(c: TransformerConfig, latents_shape: tuple[int, ...]) -> BlockCache:
-    """The cache before the first step, for the model batch of `latents_shape`."""
-    shape = (latents_shape[0], int(np.prod(patch_grid(latents_shape, c.patch_size))), c.hidden_size)
-    zeros = jnp.zeros(shape, jnp.dtype(c.dtype))
-    return BlockCache(zeros, zeros, jnp.array(False))
+    threshold: jax.Array  # float32: the run's threshold
+    full_steps: jax.Array  # int32: steps so far that ran every block
 
 
 def relative_change(residual: jax.Array, previous: jax.Array) -> jax.Array:
@@ -38,60 +34,36 @@ def relative_change(residual: jax.Array, previous: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(residual - previous)) / jnp.mean(jnp.abs(previous))
 
 
-def cached_velocity(model: HunyuanVideoTransformer, cache: BlockCache, threshold: jax.Array, x, t, text_states, text_mask,
-                    text_states_2, guidance=None) -> tuple[jax.Array, BlockCache, jax.Array, jax.Array]:
-    """The model's velocity with the First Block Cache -> (velocity, next cache, whether the
-    later blocks ran, the relative change the decision read). The whole batch decides together
-    (as diffusers does per call)."""
-    s = model.prepare(x, t, text_states, text_mask, text_states_2, guidance)
-    img, txt = model.double_block(s, s.img, s.txt, 0)
-    residual = img - s.img
-    change = relative_change(residual, cache.head)
-    compute = jnp.logical_not(cache.filled) | (change > threshold)
+@dataclasses.dataclass(frozen=True)
+class FirstBlockCache:
+    """The velocity with the First Block Cache. The whole model batch decides together (as
+    diffusers does per call)."""
 
-    def full(_):
-        out = model.single_stream_image(s, *model.double_stream(s, img, txt, start=1))
-        return out, BlockCache(residual, out - img, jnp.array(True))
+    @staticmethod
+    def init_carry(model, x_shape, conditions, threshold: float) -> BlockCache:
+        """The cache before the first step (host arrays), for a model batch of latents `x_shape`."""
+        img = conditions.image_tokens_shape(model, x_shape)
+        zeros = np.zeros(img.shape, img.dtype)
+        return BlockCache(zeros, zeros, np.array(False), np.float32(threshold), np.int32(0))
 
-    def reuse(_):
-        return img + cache.tail, cache
+    @staticmethod
+    def full_steps(carry: BlockCache, steps: int) -> int:
+        return int(to_host(carry.full_steps))
 
-    out, cache = jax.lax.cond(compute, full, reuse, None)
-    return model.velocity(s, out), cache, compute, change
+    def velocity(self, model, x, t, conditions, parallel, cache: BlockCache):
+        s = conditions.prepare(model, x, t, parallel)
+        img, txt = model.double_block(s, s.img, s.txt, 0)
+        residual = img - s.img
+        compute = jnp.logical_not(cache.filled) | (relative_change(residual, cache.head) > cache.threshold)
 
+        def full(_):
+            img_out, txt_out = model.double_stream(s, img, txt, start=1)
+            out = model.single_stream(s, jnp.concatenate([img_out, txt_out], axis=1))[:, :s.n_img]
+            return out, cache._replace(head=residual, tail=out - img, filled=jnp.array(True))
 
-class FirstBlockCacheStep(DenoiseStep):
-    """The denoising step with the First Block Cache. `begin(threshold)` starts a sampling run;
-    `computed` and `changes` then list, per step so far, whether the later blocks ran and the
-    relative change that decided it (device scalars: reading them waits for the step)."""
+        def reuse(_):
+            return img + cache.tail, cache
 
-    def __init__(self, transformer: HunyuanVideoTransformer):
-        super().__init__(transformer)
-        self.config = transformer.config
-        self.begin(0.0)
+        out, cache = jax.lax.cond(compute, full, reuse, None)
+        return model.velocity(s, out), cache._replace(full_steps=cache.full_steps + compute.astype(jnp.int32))
 
-    def begin(self, threshold: float) -> None:
-        self.threshold = np.float32(threshold)
-        self.cache = None
-        self.computed: list = []  # per step: did the later blocks run
-        self.changes: list = []  # per step: the first block's relative change (inf-like before the first full step)
-
-    def predict(self, model, x, t, text_states, text_mask, pooled, guidance, conditions, true_cfg: bool, *, cache, threshold):
-        velocity, cache, computed, change = cached_velocity(model, cache, threshold, x, t, text_states, text_mask, pooled,
-                                                            guidance)
-        return velocity, (cache, computed, change)
-
-    def __call__(self, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale) -> jax.Array:
-        if self.cache is None:
-            model_batch = text_states.shape[0]  # doubled for true CFG
-            self.cache = empty_cache(self.config, (model_batch, *latents.shape[1:]))
-        latents, (self.cache, computed, change) = self._jitted(
-            self.state, latents, t, sigma, sigma_next, text_states, text_mask, pooled, guidance, cfg_scale, self.conditions,
-            cache=self.cache, threshold=self.threshold)
-        self.computed.append(computed)
-        self.changes.append(change)
-        return latents
-
-    def computed_steps(self) -> int:
-        """How many steps of the run so far ran every block."""
-        return int(sum(bool(c) for c in self.computed))

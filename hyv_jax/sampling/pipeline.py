@@ -1,74 +1,37 @@
 """Text -> video: the text encoder, the transformer and the VAE composed from a model config
-and optional converted checkpoint folders.
+and optional converted checkpoint folders, on one device or on a ParallelPlan's mesh.
 
 prompt -> TextEncoder (LLM states + mask, CLIP pooled; released before the transformer runs)
--> per-video seeded noise -> compiled Euler steps over the shifted flow schedule (embedded
-guidance, optional true CFG over [negative, positive]) -> VAE decode -> uint8 frames.
+-> per-video seeded noise -> the compiled denoising step over the shifted flow schedule
+(embedded guidance, optional true CFG over [negative, positive], the policy's cache) -> VAE
+decode -> uint8 frames.
+
+On a mesh the transformer's weights are restored straight into their shards, the batch (videos,
+CFG branches) splits over `data`/`fsdp` and the tokens over `context`; noise is drawn on the
+host, so the video does not depend on the mesh. Every process of a multi-host job runs the same
+calls: text encoders and the VAE run on each process's own devices (same results everywhere),
+the denoising loop on the global mesh.
 """
 
 import dataclasses
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from hyv_jax.convert.checkpoint_source import from_arrays
-from hyv_jax.convert.model_state import param_shapes, params_tree
-from hyv_jax.convert.orbax_io import INFO_FILE
-from hyv_jax.convert.transformer_checkpoint import abstract_transformer, export_torch_transformer, read_torch_transformer, restore_transformer
-from hyv_jax.convert.vae_checkpoint import abstract_vae, export_torch_vae, read_torch_vae, restore_vae
+from hyv_jax.loading.models import load_text_encoder, load_transformer, load_vae
+from hyv_jax.loading.paths import ModelPaths
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
-from hyv_jax.sampling.denoise import DenoiseStep, denoise
-from hyv_jax.sampling.first_block_cache import FirstBlockCacheStep
+from hyv_jax.parallel.plan import ParallelPlan, local_mesh, to_host
+from hyv_jax.sampling.denoise import CompiledStep, FullModel, StepConditions, VelocityPolicy, denoise
+from hyv_jax.sampling.first_block_cache import FirstBlockCache
 from hyv_jax.sampling.frames import decode_latents, to_uint8
 from hyv_jax.sampling.guidance import cfg_batch, embedded_guidance
 from hyv_jax.sampling.noise import initial_noise, latent_shape, video_seeds
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.schedule import FlowSchedule
-
-TOKENIZER_FILE = "tokenizer.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelPaths:
-    """Folders written by convert_torch_weights.py; None -> random weights (tiny config only)."""
-
-    transformer: str | Path | None = None
-    vae: str | Path | None = None
-    llm: str | Path | None = None
-    clip: str | Path | None = None
-
-    def missing(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
-
-    def check(self, allow_random_weights: bool) -> None:
-        """Fails, saying what to do, on absent folders or tokenizers, or on missing checkpoints
-        for a config that must not run with random weights. Reads no weights."""
-        for name in ("transformer", "vae", "llm", "clip"):
-            folder = getattr(self, name)
-            if folder is None:
-                continue
-            folder = Path(folder)
-            if not (folder / INFO_FILE).is_file():
-                raise FileNotFoundError(
-                    f"{name} checkpoint folder {folder} has no {INFO_FILE}: it is not a converted hyv_jax checkpoint; "
-                    f"run `python convert_torch_weights.py to-jax --model {name} ... --out {folder}`"
-                )
-            if name in ("llm", "clip") and not (folder / TOKENIZER_FILE).is_file():
-                raise FileNotFoundError(
-                    f"{name} folder {folder} has no {TOKENIZER_FILE}; copy the tokenizer.json of the Hugging Face "
-                    f"model folder into it (convert_torch_weights.py --model {name} does this)"
-                )
-        if self.missing() and not allow_random_weights:
-            raise ValueError(
-                f"this model config needs converted checkpoints, missing: {', '.join(self.missing())}; convert them with "
-                "`python convert_torch_weights.py to-jax --model <transformer|vae|llm|clip> ...` and pass the folders "
-                "(or use configs/tiny.py, which runs with random weights)"
-            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,42 +39,7 @@ class Videos:
     frames: np.ndarray  # (B, T, H, W, 3) uint8
     latents: np.ndarray  # (B, T', H/8, W/8, C) float32, before the VAE scaling is undone
     seeds: list[int]
-
-
-def random_torch_values(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
-    """The fixtures' random init in PyTorch naming, walked in order: matrices and kernels
-    N(0, 1/fan_in) with fan_in = prod(shape[1:]), biases N(0, 0.1^2), other vectors
-    1 + N(0, 0.1^2). Nothing is zero, so every path of the model matters."""
-    rng = np.random.default_rng(seed)
-    values = {}
-    for name, shape in shapes.items():
-        draw = rng.standard_normal(shape, dtype=np.float32)
-        if len(shape) >= 2:
-            values[name] = draw / np.float32(np.sqrt(np.prod(shape[1:])))
-        else:
-            values[name] = np.float32(0.1) * draw + np.float32(0.0 if name.endswith("bias") else 1.0)
-    return values
-
-
-def _random_model(abstract: nnx.Module, export, read, param_dtype: str, seed: int) -> nnx.Module:
-    # Through the PyTorch layout, where fan-in is unambiguous, and in numpy: a jitted or eager
-    # flax init of even the tiny models takes tens of seconds on a CPU.
-    graphdef, state = nnx.split(abstract)
-    zeros = {p: np.zeros(s, np.float32) for p, s in param_shapes(abstract).items()}
-    torch_shapes = {name: v.shape for name, v in export(zeros).items()}
-    flat = read(from_arrays(random_torch_values(torch_shapes, seed)), jnp.dtype(param_dtype))
-    nnx.replace_by_pure_dict(state, params_tree({p: jnp.asarray(v) for p, v in flat.items()}))
-    return nnx.merge(graphdef, state)
-
-
-def random_transformer(config: TransformerConfig, seed: int = 0) -> HunyuanVideoTransformer:
-    return _random_model(abstract_transformer(config), lambda flat: export_torch_transformer(flat, config),
-                         lambda source, dtype: read_torch_transformer(source, config, dtype), config.param_dtype, seed)
-
-
-def random_vae(config: VAEConfig, seed: int = 0) -> CausalVideoVAE:
-    return _random_model(abstract_vae(config), lambda flat: export_torch_vae(flat, config),
-                         lambda source, dtype: read_torch_vae(source, config, dtype), config.param_dtype, seed)
+    full_steps: int  # steps that ran every transformer block (fewer with a cache)
 
 
 def batch_for_videos(parts: list, options: SamplingOptions):
@@ -122,32 +50,39 @@ def batch_for_videos(parts: list, options: SamplingOptions):
 
 
 class TextToVideoPipeline:
-    """`text_encoder` follows hyv_jax.models.text.text_encoder.TextEncoder (encode, release)."""
+    """`text_encoder` follows hyv_jax.models.text.text_encoder.TextEncoder (encode, release).
+    `plan`: run the denoising loop on its mesh (the transformer must be placed on that mesh:
+    `from_config` does it)."""
 
-    step_type = DenoiseStep  # built once: the compiled step serves every call
-
-    def __init__(self, text_encoder, transformer: HunyuanVideoTransformer, vae: CausalVideoVAE, *, release_text_encoder: bool = True):
+    def __init__(self, text_encoder, transformer: HunyuanVideoTransformer, vae: CausalVideoVAE, *,
+                 plan: ParallelPlan | None = None, release_text_encoder: bool = True):
         self.text_encoder = text_encoder
         self.transformer = transformer
         self.vae = vae
+        self.plan = plan
         self.release_text_encoder = release_text_encoder
-        self.step = self.step_type(transformer)
-        self.first_block_cache_step = None
+        self.graphdef, self.state = nnx.split(transformer)
+        self.steps: dict = {}  # policy -> CompiledStep: compiled programs serve every later call
 
     @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict, paths: ModelPaths = ModelPaths(), *, seed: int = 0) -> "TextToVideoPipeline":
+    def load_models(cls, config: ml_collections.ConfigDict, paths: ModelPaths, seed: int, plan: ParallelPlan | None):
+        """(transformer, vae, text encoder) of `config`: the transformer sharded over the plan's
+        mesh, the VAE on this process's first device, the text encoders over its devices."""
+        transformer = load_transformer(TransformerConfig.from_mapping(config.transformer), paths.transformer, seed=seed,
+                                       mesh=plan and plan.mesh)
+        vae = load_vae(VAEConfig.from_mapping(config.vae), paths.vae, seed=seed + 1)
+        text_encoder = load_text_encoder(config.text_encoder, llm_dir=paths.llm, clip_dir=paths.clip, seed=seed + 2,
+                                         mesh=local_mesh() if plan else None)
+        return transformer, vae, text_encoder
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, paths: ModelPaths = ModelPaths(), *, seed: int = 0,
+                    plan: ParallelPlan | None = None) -> "TextToVideoPipeline":
         """Models of `config` (its transformer, vae, text_encoder sections), weights from `paths`;
         absent folders get random weights from `seed` where the config allows it."""
         paths.check(config.get("allow_random_weights", False))
-        from hyv_jax.models.text.text_encoder import TextEncoder  # the LLM stack loads only here
-
-        transformer_config = TransformerConfig.from_mapping(config.transformer)
-        vae_config = VAEConfig.from_mapping(config.vae)
-        transformer = (restore_transformer(paths.transformer, transformer_config) if paths.transformer
-                       else random_transformer(transformer_config, seed))
-        vae = restore_vae(paths.vae, vae_config) if paths.vae else random_vae(vae_config, seed + 1)
-        text_encoder = TextEncoder.load(config.text_encoder, llm_dir=paths.llm, clip_dir=paths.clip, seed=seed + 2)
-        return cls(text_encoder, transformer, vae)
+        transformer, vae, text_encoder = cls.load_models(config, paths, seed, plan)
+        return cls(text_encoder, transformer, vae, plan=plan)
 
     def encode_prompt(self, prompt: str, options: SamplingOptions):
         """Embeddings for the options' batch: B copies of the prompt, or [negative x B, prompt x B]
@@ -159,37 +94,55 @@ class TextToVideoPipeline:
             self.text_encoder.release()
         return batch_for_videos([both.map(lambda a, i=i: a[i:i + 1]) for i in range(len(prompts))], options)
 
-    def noise(self, options: SamplingOptions) -> tuple[jax.Array, list[int]]:
+    def noise(self, options: SamplingOptions) -> tuple[np.ndarray, list[int]]:
+        """(B, T', h, w, C) float32 host noise, video i from seed + i (the same on every mesh)."""
         c, v = self.transformer.config, self.vae.config
         shape = latent_shape(options.frames, options.height, options.width, c.in_channels, v.temporal_ratio, v.spatial_ratio)
         seeds = video_seeds(options.seed, options.num_videos)
-        return initial_noise(seeds, shape, options.noise_dtype), seeds
+        return np.asarray(initial_noise(seeds, shape, options.noise_dtype)), seeds
 
-    def sample_latents(self, text, noise: jax.Array, options: SamplingOptions, *, progress: bool = True) -> jax.Array:
-        """The denoising loop from given text embeddings (B or [negative, positive] 2B) and noise."""
-        schedule = FlowSchedule.create(options.steps, options.flow_shift, options.sigma_spacing)
+    def place(self, tree):
+        """Host arrays -> device arrays: batch-split over the plan's mesh, or on one device."""
+        return self.plan.place_batch(tree) if self.plan else jax.device_put(tree, jax.local_devices()[0])
+
+    def step_conditions(self, text, options: SamplingOptions, model_inputs: dict | None = None) -> StepConditions:
+        """The denoising step's conditions for `text` (the model batch), placed."""
         batch = text.states.shape[0]
         guidance = embedded_guidance(options.embedded_guidance if self.transformer.config.guidance_embed else None, batch)
-        step = self.step
+        return self.place(StepConditions(text.states, text.mask, text.pooled, guidance, np.float32(options.cfg_scale),
+                                         model_inputs or {}))
+
+    def policy(self, options: SamplingOptions, model_shape: tuple[int, ...], conditions: StepConditions) -> tuple[VelocityPolicy, object]:
+        """(velocity policy, its first carry) for the options."""
         if options.first_block_cache:
-            if self.first_block_cache_step is None:  # built on first use, then its compiled step serves every call
-                self.first_block_cache_step = FirstBlockCacheStep(self.transformer)
-            step = self.first_block_cache_step
-            step.begin(options.first_block_cache)
-        return denoise(step, noise, schedule, text, guidance, options.cfg_scale, progress=progress)
+            return FirstBlockCache(), FirstBlockCache.init_carry(self.transformer, model_shape, conditions, options.first_block_cache)
+        return FullModel(), ()
 
-    @property
-    def first_block_cache_steps(self) -> tuple[int, int] | None:
-        """(steps that ran every block, steps) of the last run with the first block cache."""
-        step = self.first_block_cache_step
-        return None if step is None else (step.computed_steps(), len(step.computed))
+    def compiled_step(self, policy: VelocityPolicy) -> CompiledStep:
+        if policy not in self.steps:
+            self.steps[policy] = CompiledStep(self.graphdef, policy, self.plan)
+        return self.steps[policy]
 
-    def decode(self, latents: jax.Array, options: SamplingOptions) -> jax.Array:
-        """Latents -> float32 video in [0, 1]."""
-        return decode_latents(self.vae, latents, tiling=options.vae_tiling)
+    def sample_latents(self, text, noise: np.ndarray, options: SamplingOptions, *, model_inputs: dict | None = None,
+                       progress: bool = True, **policy_options) -> tuple[np.ndarray, int]:
+        """The denoising loop from text embeddings (B or [negative, positive] 2B), host noise and
+        the variant's model inputs (in the model batch) -> (host latents, steps that ran every
+        block). policy_options go to `policy`."""
+        schedule = FlowSchedule.create(options.steps, options.flow_shift, options.sigma_spacing)
+        conditions = self.step_conditions(text, options, model_inputs)
+        policy, carry = self.policy(options, (text.states.shape[0], *noise.shape[1:]), conditions, **policy_options)
+        carry = self.plan.replicate(carry) if self.plan else jax.device_put(carry, jax.local_devices()[0])
+        latents, carry = denoise(self.compiled_step(policy), self.state, self.place(np.asarray(noise, np.float32)), schedule,
+                                 conditions, carry, progress=progress and jax.process_index() == 0)
+        return to_host(latents), policy.full_steps(carry, options.steps)
+
+    def decode(self, latents: np.ndarray, options: SamplingOptions) -> jax.Array:
+        """Latents -> float32 video in [0, 1] (on this process's first device)."""
+        return decode_latents(self.vae, jax.device_put(np.asarray(latents), jax.local_devices()[0]), tiling=options.vae_tiling)
 
     def __call__(self, prompt: str, options: SamplingOptions, *, progress: bool = True) -> Videos:
         text = self.encode_prompt(prompt, options)
         noise, seeds = self.noise(options)
-        latents = self.sample_latents(text, noise, options, progress=progress)
-        return Videos(to_uint8(self.decode(latents, options)), np.asarray(latents), seeds)
+        latents, full = self.sample_latents(text, noise, options, progress=progress)
+        return Videos(to_uint8(self.decode(latents, options)), latents, seeds, full)
+

@@ -16,7 +16,8 @@ from helpers import report
 from hyv_jax.models.text.clip_text import CLIPTextConfig, CLIPTextModel
 from hyv_jax.models.text.llama import LlamaConfig, LlamaModel
 from hyv_jax.models.text.templates import IMAGE_SYSTEM, PROMPT_SLOT, TEMPLATES, VIDEO_SYSTEM
-from hyv_jax.models.text.text_encoder import ASSETS, TextEncoder
+from hyv_jax.loading.models import load_text_encoder
+from hyv_jax.models.text.text_encoder import ASSETS
 from hyv_jax.models.text.tokenizer import PromptTooLong, TextTokenizer
 
 # HunyuanVideo's constants.py types these in; the test tokenizer, like Llama-3's, has one token
@@ -32,7 +33,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def encoder(config):
-    return TextEncoder.load(config, seed=0)
+    return load_text_encoder(config, seed=0)
 
 
 def _hf_tokenizer(name: str, pad: str) -> transformers.PreTrainedTokenizerFast:
@@ -139,15 +140,15 @@ def test_missing_tokenizer_and_config_errors(config, tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokenizer.json in"):
         TextTokenizer.from_folder(tmp_path, 77)
     with pytest.raises(ValueError, match="no llm_dir given, and this config ships no tokenizers"):
-        TextEncoder.load(load_config("configs/hunyuan_video_t2v.py").text_encoder)
+        load_text_encoder(load_config("configs/hunyuan_video_t2v.py").text_encoder)
     with pytest.raises(ValueError, match="pass the text_encoder section"):
-        TextEncoder.load(load_config("configs/tiny.py"))
+        load_text_encoder(load_config("configs/tiny.py"))
     with pytest.raises(FileNotFoundError, match="not a converted hyv_jax checkpoint"):
-        TextEncoder.load(config, llm_dir=tmp_path)
+        load_text_encoder(config, llm_dir=tmp_path)
 
 
 def test_release_frees_device_memory_and_encode_reloads(config):
-    encoder = TextEncoder.load(config, seed=0)
+    encoder = load_text_encoder(config, seed=0)
     first = encoder.encode(PROMPTS[:1])
     params = [a for e in (encoder._llm, encoder._clip) for a in jax.tree.leaves(e._state)]
     encoder.release()
@@ -183,7 +184,7 @@ def test_load_from_converted_folders(config, encoder, tmp_path):
         shutil.copyfile(ASSETS / "tiny_text" / name / "tokenizer.json", folder / "tokenizer.json")
         convert_text(folder, spec, model.config, tmp_path / name, dtype=np.float32)
         dirs[f"{name}_dir"] = tmp_path / name
-    loaded = TextEncoder.load(config, **dirs).encode(PROMPTS)
+    loaded = load_text_encoder(config, **dirs).encode(PROMPTS)
     expected = encoder.encode(PROMPTS)
     np.testing.assert_array_equal(loaded.states, expected.states)
     np.testing.assert_array_equal(loaded.mask, expected.mask)
@@ -191,14 +192,14 @@ def test_load_from_converted_folders(config, encoder, tmp_path):
     other = config.copy_and_resolve_references()
     other.llm.intermediate_size = 48
     with pytest.raises(ValueError, match=r"was converted for another Llama / LLaVA language model: intermediate_size 64 \(config: 48\)"):
-        TextEncoder.load(other, **dirs)
+        load_text_encoder(other, **dirs)
 
 
 def test_sharded_encoders_match_single_device(config, encoder):
     from hyv_jax.parallel.mesh import make_mesh
 
     mesh = make_mesh({"fsdp": 4, "tensor": 2})
-    sharded = TextEncoder.load(config, seed=0, mesh=mesh)
+    sharded = load_text_encoder(config, seed=0, mesh=mesh)
     out = sharded.encode(PROMPTS)
     q = sharded._llm._state["layers"]["self_attn"]["q_proj"]["kernel"][...]  # (layers, embed, heads, head_dim)
     assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None)

@@ -12,8 +12,11 @@ from configs import load_config
 from hyv_jax.models.text.text_encoder import PromptEmbeddings
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
+from hyv_jax.sampling.denoise import FullModel
+from hyv_jax.sampling.first_block_cache import FirstBlockCache
 from hyv_jax.sampling.options import SamplingOptions
-from hyv_jax.sampling.pipeline import TextToVideoPipeline, random_transformer, random_vae
+from hyv_jax.loading.models import random_transformer, random_vae
+from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
 CONFIG = load_config("configs/tiny.py")
 OPTIONS = SamplingOptions(height=32, width=32, frames=5, steps=3)
@@ -55,11 +58,12 @@ def pipeline(shared_pipeline):
 
 
 def test_one_trace_for_all_steps_and_step_counts(pipeline):
-    before = pipeline.step.traces
+    step = pipeline.compiled_step(FullModel())
+    before = step.traces
     first = pipeline(" a cat", OPTIONS, progress=False)
     pipeline(" a cat", dataclasses.replace(OPTIONS, steps=5, flow_shift=3.0, seed=9), progress=False)
-    assert pipeline.step.traces - before <= 1  # 8 steps, at most one trace (none if this shape ran before)
-    assert pipeline.step.traces >= 1
+    assert step.traces - before <= 1  # 8 steps, at most one trace (none if this shape ran before)
+    assert step.traces >= 1 and first.full_steps == 3
     assert first.frames.dtype == np.uint8 and first.frames.shape == (1, 5, 32, 32, 3)
     assert first.latents.shape == (1, 2, 4, 4, 4)
 
@@ -139,9 +143,9 @@ def test_first_block_cache_one_trace_for_every_threshold_and_a_huge_one_reuses_t
     cfg = dataclasses.replace(OPTIONS, steps=4, num_videos=2, cfg_scale=2.0)  # true CFG: the cache holds both halves
     plain = pipeline(" a cat", cfg, progress=False)
     never = pipeline(" a cat", dataclasses.replace(cfg, first_block_cache=1e-9), progress=False)
-    assert pipeline.first_block_cache_steps == (4, 4)
+    assert never.full_steps == 4
     np.testing.assert_allclose(never.latents, plain.latents, rtol=0, atol=1e-5)  # every block ran: the plain step
     always = pipeline(" a cat", dataclasses.replace(cfg, first_block_cache=1e9), progress=False)
-    assert pipeline.first_block_cache_steps == (1, 4)
+    assert always.full_steps == 1
     assert np.abs(always.latents - plain.latents).max() > 1e-3
-    assert pipeline.first_block_cache_step.traces == 1
+    assert pipeline.compiled_step(FirstBlockCache()).traces == 1

@@ -11,9 +11,7 @@ pipeline passes no name there), its mask rewritten as the pipeline does.
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from flax import nnx
 
-from hyv_jax.convert.llava_vision_checkpoint import load_llava_image_encoder
 from hyv_jax.models.custom.clip_vision import ClipVisionConfig, LlavaImageEncoder
 from hyv_jax.models.custom.llava_fusion import (IMAGE_TOKEN, LlavaTextEncoder, check_image_tokens, pipeline_mask,
                                                 subject_prompt, unconditional_mask)
@@ -41,25 +39,6 @@ class CustomTextEncoder:
         self.crop = base.crops["video"]
         self._fused = LazyEncoder(lambda: LlavaTextEncoder(base.llm_model(), load_image_encoder(), self.image_token_id),
                                lambda states: states)
-
-    @classmethod
-    def load(cls, config, *, llm_dir=None, clip_dir=None, llava_dir=None, seed: int = 0) -> "CustomTextEncoder":
-        """config: a HunyuanCustom model config (configs/hunyuan_custom.py, tiny_custom.py), with
-        `text_encoder` and `vision`. llm_dir / clip_dir: as for `TextEncoder.load`; llava_dir:
-        the HF folder of HunyuanCustom's llava-llama-3-8b, read for the vision tower and projector.
-        Without llava_dir the image encoder gets random weights (from `seed`), which only configs
-        with `shipped_tokenizers` (tiny ones) allow."""
-        if "vision" not in config or "text_encoder" not in config:
-            raise ValueError("pass a HunyuanCustom model config (with text_encoder and vision sections)")
-        base = TextEncoder.load(config.text_encoder, llm_dir=llm_dir, clip_dir=clip_dir, seed=seed)
-        vision = ClipVisionConfig.from_mapping(config.vision)
-        if llava_dir is not None:
-            load = lambda: load_llava_image_encoder(llava_dir, vision)  # noqa: E731
-        elif config.text_encoder.shipped_tokenizers:
-            load = lambda: LlavaImageEncoder(vision, rngs=nnx.Rngs(seed + 2))  # noqa: E731
-        else:
-            raise ValueError("no llava_dir given: pass the HF folder of HunyuanCustom's llava-llama-3-8b for the vision tower")
-        return cls(base, load, vision)
 
     def _encode(self, prompts: list[str], pixels: np.ndarray, name: str) -> PromptEmbeddings:
         ids, mask = self.base.llm_tokenizer([subject_prompt(template("video").apply(p), name) for p in prompts])

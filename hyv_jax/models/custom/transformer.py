@@ -21,12 +21,10 @@ from flax import nnx
 
 from hyv_jax.models.custom.audio_adapter import AudioProjNet2, PerceiverAttentionCA, frame_audio_tokens
 from hyv_jax.models.custom.reference_rope import timecat_w_positions
-from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
+from hyv_jax.models.transformer import HunyuanVideoTransformer, ImageTokens, Streams, TransformerConfig
 from hyv_jax.nn.dense import Dense
-from hyv_jax.nn.patch import PatchEmbed, patch_grid
-from hyv_jax.nn.rope import rope_tables
-from hyv_jax.nn.stack import scan_layers, stack_layers
-from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.nn.patch import PatchEmbed
+from hyv_jax.nn.stack import stack_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,78 +65,55 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
             lambda r: PerceiverAttentionCA(c.hidden_size, c.audio_attention_dim, **kw, rngs=r), len(c.audio_insert_after), rngs
         ) if audio else None
 
-    def __call__(
-        self,
-        x: jax.Array,
-        t: jax.Array,
-        ref_latents: jax.Array,
-        text_states: jax.Array,
-        text_mask: jax.Array,
-        text_states_2: jax.Array,
-        *,
-        bg_latents: jax.Array | None = None,
-        audio_prompts: jax.Array | None = None,
-        audio_strength: float = 1.0,
-        parallel: ParallelPlan | None = None,
-        step_cache: jax.Array | None = None,
-        return_step_cache: bool = False,
-    ) -> jax.Array | tuple[jax.Array, jax.Array]:
-        """Predicts the flow velocity of the video latents.
+    def __call__(self, x, t, text_states, text_mask, text_states_2, guidance=None, parallel=None, *, ref_latents: jax.Array,
+                 bg_latents: jax.Array | None = None, audio_prompts: jax.Array | None = None, audio_strength=1.0) -> jax.Array:
+        """Predicts the flow velocity of the video latents (the base forward; these hooks add the
+        conditions).
 
         x (B, T, H, W, C) and ref_latents (B, R, H, W, C) channels-last (R reference frames,
         1 for the released weights); t (B,); text_states (B, L, text_dim), text_mask (B, L)
         (only its sum per row delimits the valid text in the joint attention; the token refiner
-        reads it position by position, as upstream); text_states_2 (B, pooled_dim);
-        bg_latents (B, T, H, W, 2C) = [masked video; mask video] latents; audio_prompts
-        (B, 4(T-1)+1, window, states, channels) Whisper windows per video frame; parallel: as
-        for the base transformer.
-
-        Step cache (upstream `is_cache`): `return_step_cache` also returns the joint tokens that
-        enter the last single block; a later call given them as `step_cache` runs only the
-        conditioning embedding, that block and the final layer (the timestep changes vec).
+        reads it position by position, as upstream); text_states_2 (B, pooled_dim); guidance:
+        None (no guidance embedding); bg_latents (B, T, H, W, 2C) = [masked video; mask video]
+        latents; audio_prompts (B, 4(T-1)+1, window, states, channels) Whisper windows per video
+        frame; audio_strength: scalar; parallel: as for the base transformer.
         """
-        c = self.config
-        dtype = jnp.dtype(c.dtype)
-        self._check_inputs(x, text_states, text_mask, text_states_2, None)
-        self._check_conditions(x, ref_latents, bg_latents, audio_prompts)
-        grid = patch_grid(x.shape, c.patch_size)
-        vec, txt = self.embed_conditions(t, text_states, text_mask, text_states_2, None)
-        attend, pin = self.runtime(parallel)
-        rope = rope_tables(timecat_w_positions(grid, ref_latents.shape[1]), c.rope_axes_dims, c.rope_theta)
-        if step_cache is not None:
-            n_img = step_cache.shape[1] - txt.shape[1]
-            kv_lengths = n_img + jnp.sum(text_mask.astype(jnp.int32), axis=1)
-            joint = self.single_stream(step_cache, vec, rope, txt.shape[1], kv_lengths, attend, pin, blocks=self._single_blocks(-1))
-            return self.image_output(joint, vec, n_img, n_img - int(np.prod(grid)), grid)
+        return super().__call__(x, t, text_states, text_mask, text_states_2, guidance, parallel, ref_latents=ref_latents,
+                                bg_latents=bg_latents, audio_prompts=audio_prompts, audio_strength=audio_strength)
 
-        img = self.img_in(x.astype(dtype))
+    def image_tokens(self, x, grid, *, ref_latents, bg_latents=None, audio_prompts=None, audio_strength=1.0) -> ImageTokens:
+        """[reference tokens; video tokens (+ the video condition)] at the "timecat-w" positions;
+        the audio tokens per latent frame for `after_double_block`."""
+        self._check_conditions(x, ref_latents, bg_latents, audio_prompts)
+        dtype = jnp.dtype(self.config.dtype)
+        img = self.img_in(x)
         if bg_latents is not None:
             img = img + self.bg_proj(self.bg_in(bg_latents.astype(dtype)))
         ref = self.img_in(ref_latents.astype(dtype))
-        n_ref = ref.shape[1]
-        img = jnp.concatenate([ref, img], axis=1)
-        kv_lengths = img.shape[1] + jnp.sum(text_mask.astype(jnp.int32), axis=1)
+        audio = None
+        if audio_prompts is not None:
+            audio = (frame_audio_tokens(self.audio_proj(audio_prompts.astype(dtype)), grid[0]), audio_strength)
+        return ImageTokens(jnp.concatenate([ref, img], axis=1), timecat_w_positions(grid, ref_latents.shape[1]), ref.shape[1],
+                           audio)
 
-        def double_block(block, carry):
-            return block(*carry, vec, rope, kv_lengths, attend)
+    def after_double_block(self, s: Streams, img, index):
+        """After the double blocks `audio_insert_after`, the video tokens of each latent frame
+        cross-attend to their frame's audio tokens; the result times the strength is added (the
+        reference tokens get none). The audio layer's weights are picked from its stack by slot."""
+        if s.extras is None:
+            return img
+        audio, strength = s.extras
+        slot = jnp.asarray(self._audio_slots())[index]
+        graphdef, stacked = nnx.split(self.audio_models)
 
-        if audio_prompts is None:
-            img, txt = scan_layers(self.double_blocks, (img, txt), double_block, remat_policy=c.remat)
-        else:
-            audio = frame_audio_tokens(self.audio_proj(audio_prompts.astype(dtype)), grid[0])
-            img, txt = scan_layers(self.double_blocks, (img, txt), self._with_audio(double_block, audio, n_ref, audio_strength),
-                                   xs=self._audio_slots(), remat_policy=c.remat)
-        if not return_step_cache:
-            return self.single_stream_output(img, txt, vec, rope, kv_lengths, grid, attend, pin, n_skip=n_ref)
-        joint = jnp.concatenate([img, txt], axis=1)
-        cache = self.single_stream(joint, vec, rope, txt.shape[1], kv_lengths, attend, pin, blocks=self._single_blocks(0, -1))
-        joint = self.single_stream(cache, vec, rope, txt.shape[1], kv_lengths, attend, pin, blocks=self._single_blocks(-1))
-        return self.image_output(joint, vec, img.shape[1], n_ref, grid), cache
+        def add_audio(img):
+            layer = nnx.merge(graphdef, jax.tree.map(lambda a: a[slot], stacked))
+            b, _, d = img.shape
+            video = img[:, s.n_skip:].reshape(b, audio.shape[1], -1, d)
+            out = layer(audio, video).reshape(b, -1, d)
+            return jnp.concatenate([img[:, :s.n_skip], img[:, s.n_skip:] + out * strength], axis=1)
 
-    def _single_blocks(self, start: int, stop: int | None = None):
-        """The stack of single blocks [start, stop) (stop None: to the end)."""
-        graphdef, stacked = nnx.split(self.single_blocks)
-        return nnx.merge(graphdef, jax.tree.map(lambda a: a[start:stop], stacked))
+        return jax.lax.cond(slot >= 0, add_audio, lambda img: img, img)
 
     def _audio_slots(self) -> np.ndarray:
         """Per double block, the index of the audio layer applied after it, or -1."""
@@ -147,26 +122,6 @@ class HunyuanCustomTransformer(HunyuanVideoTransformer):
             if layer < len(slots):
                 slots[layer] = k
         return slots
-
-    def _with_audio(self, double_block, audio, n_ref, strength):
-        """The double-block step followed, where its slot says so, by that audio layer's
-        residual on the video tokens (the reference tokens get none). One scan body serves all
-        blocks; the audio layer's weights are picked from the stack by the slot."""
-        graphdef, stacked = nnx.split(self.audio_models)
-
-        def step(block, carry, slot):
-            img, txt = double_block(block, carry)
-
-            def add_audio(img):
-                layer = nnx.merge(graphdef, jax.tree.map(lambda a: a[slot], stacked))
-                b, _, d = img.shape
-                video = img[:, n_ref:].reshape(b, audio.shape[1], -1, d)
-                out = layer(audio, video).reshape(b, -1, d)
-                return jnp.concatenate([img[:, :n_ref], img[:, n_ref:] + out * strength], axis=1)
-
-            return jax.lax.cond(slot >= 0, add_audio, lambda img: img, img), txt
-
-        return step
 
     def _check_conditions(self, x, ref_latents, bg_latents, audio_prompts):
         c = self.config

@@ -6,21 +6,15 @@ of both encoders so the 8B LLM is not resident while the DiT samples.
 """
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
 
-from hyv_jax.convert.converted_model import checked_info
-from hyv_jax.convert.text_checkpoint import CLIP, LLM, TextCheckpoint, abstract_model, restore_text
-from hyv_jax.models.text.clip_text import CLIPTextConfig
-from hyv_jax.models.text.llama import LlamaConfig
 from hyv_jax.models.text.templates import TEMPLATES, template
 from hyv_jax.models.text.tokenizer import TextTokenizer
-from hyv_jax.parallel.logical_axes import param_shardings
 
 ASSETS = Path(__file__).parents[2] / "assets"
 
@@ -61,25 +55,6 @@ class LazyEncoder:
         return self._state is not None
 
 
-def _same_architecture(directory: Path, spec: TextCheckpoint, config) -> None:
-    """The converted folder must hold the model the config describes (dtypes may differ)."""
-    stored = spec.config_from_mapping(checked_info(directory, spec.kind)["config"])
-    differ = [f.name for f in dataclasses.fields(config)
-              if f.name not in ("dtype", "param_dtype") and getattr(stored, f.name) != getattr(config, f.name)]
-    if differ:
-        raise ValueError(f"{directory} was converted for another {spec.what}: " + ", ".join(
-            f"{k} {getattr(stored, k)!r} (config: {getattr(config, k)!r})" for k in differ)
-            + "; convert again with this config, or set these text_encoder config values")
-
-
-def _placed(model: nnx.Module, shardings: Mapping | None) -> nnx.Module:
-    """Moves each parameter onto its sharding (parameter path -> sharding), if any."""
-    if shardings is not None:
-        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-            var.set_value(jax.device_put(var.get_value(), shardings[tuple(str(p) for p in path)]))
-    return model
-
-
 class TextEncoder:
     def __init__(self, llm: LazyEncoder, clip: LazyEncoder, llm_tokenizer: TextTokenizer, clip_tokenizer: TextTokenizer):
         self._llm, self._clip = llm, clip
@@ -88,43 +63,6 @@ class TextEncoder:
         too_long = {m: c for m, c in self.crops.items() if c >= llm_tokenizer.max_length}
         if too_long:
             raise ValueError(f"the templates take {too_long} tokens, the LLM max length is {llm_tokenizer.max_length}")
-
-    @classmethod
-    def load(cls, config, *, llm_dir=None, clip_dir=None, seed: int = 0, mesh: Mesh | None = None) -> "TextEncoder":
-        """config: the `text_encoder` ConfigDict section of a model config (configs/*.py).
-        llm_dir / clip_dir: folders written by `convert_torch_weights.py to-jax --model llm|clip`
-        (Orbax params + hyv_jax.json + the tokenizer files of the HF folder). None: random
-        weights (from `seed`) and the small tokenizers shipped in the repository, for configs
-        that name them (`shipped_tokenizers`, configs/tiny.py). mesh: shard the parameters by
-        their logical axes (hyv_jax.parallel rules) instead of placing them on one device, for
-        accelerators too small for the 8B LLM. Tokenizers are read here; the weights on the
-        first `encode`."""
-        if "llm" not in config or "clip" not in config:
-            raise ValueError("pass the text_encoder section of the config (config.text_encoder), with llm and clip")
-        llm_config, clip_config = LlamaConfig.from_mapping(config.llm), CLIPTextConfig.from_mapping(config.clip)
-        parts = []
-        for name, spec, model_config, directory, max_length, offset in (
-            ("llm", LLM, llm_config, llm_dir, config.llm_max_length, 0),
-            ("clip", CLIP, clip_config, clip_dir, config.clip_max_length, 1),
-        ):
-            shardings = param_shardings(abstract_model(spec, model_config), mesh) if mesh is not None else None
-            if directory is not None:
-                directory = Path(directory)
-                _same_architecture(directory, spec, model_config)
-                load = lambda d=directory, s=spec, c=model_config, p=shardings: restore_text(d, s, c, p)  # noqa: E731
-                folder = directory
-            elif config.shipped_tokenizers:
-                load = lambda s=spec, c=model_config, r=seed + offset, p=shardings: _placed(s.model(c, rngs=nnx.Rngs(r)), p)  # noqa: E731
-                folder = ASSETS / config.shipped_tokenizers / name
-            else:
-                raise ValueError(
-                    f"no {name}_dir given, and this config ships no tokenizers for random weights: convert the {spec.what} "
-                    f"with `python convert_torch_weights.py to-jax --model {name} --checkpoint <HF folder> --out <dir>` "
-                    f"and pass {name}_dir=<dir>")
-            tokenizer = TextTokenizer.from_folder(folder, max_length, on_truncation=config.on_truncation, name=f"{name} tokenizer")
-            parts.append((load, tokenizer))
-        (llm_load, llm_tokenizer), (clip_load, clip_tokenizer) = parts
-        return cls(LazyEncoder(llm_load, lambda states: states), LazyEncoder(clip_load, lambda out: out[1]), llm_tokenizer, clip_tokenizer)
 
     def encode(self, prompts: Sequence[str], *, mode: str = "video") -> PromptEmbeddings:
         """mode "video" or "image" picks the prompt template (and its crop). Weights released by

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import tiny_custom
-from hyv_jax.models.custom.custom_text_encoder import CustomTextEncoder
+from hyv_jax.loading.models import load_custom_text_encoder
 from hyv_jax.models.custom.llava_fusion import pipeline_mask
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -14,7 +14,7 @@ PROMPT = "A cat walks on the grass, realistic style."
 
 @pytest.fixture(scope="module")
 def encoder():
-    return CustomTextEncoder.load(tiny_custom.get_config(), seed=3)
+    return load_custom_text_encoder(tiny_custom.get_config(), seed=3)
 
 
 def test_conditional_and_unconditional(encoder):

@@ -48,8 +48,8 @@ def call(model, fx, *, bg=True, audio=True, mask="input.text_mask"):
         return nnx.merge(graphdef, state)(*args, **kwargs)
 
     return forward(
-        state, channels_last(fx["input.x"]), fx["input.t"], channels_last(fx["input.ref_latents"]), fx["input.text_states"],
-        fx[mask], fx["input.text_states_2"],
+        state, channels_last(fx["input.x"]), fx["input.t"], fx["input.text_states"], fx[mask], fx["input.text_states_2"],
+        ref_latents=channels_last(fx["input.ref_latents"]),
         bg_latents=channels_last(fx["input.bg_latents"]) if bg else None,
         audio_prompts=fx["input.audio_prompts"] if audio else None,
         audio_strength=float(fx["input.audio_strength"]),
@@ -114,19 +114,19 @@ def test_bad_inputs_fail_with_clear_errors(model, fx):
     x, ref = channels_last(fx["input.x"]), channels_last(fx["input.ref_latents"])
     rest = (fx["input.text_states"], fx["input.text_mask"], fx["input.text_states_2"])
     with pytest.raises(ValueError, match="ref_latents must be"):
-        model(x, fx["input.t"], None, *rest)
+        model(x, fx["input.t"], *rest, ref_latents=None)
     with pytest.raises(ValueError, match="experimental_multi_reference"):
-        model(x, fx["input.t"], np.concatenate([ref, ref], axis=1), *rest)
+        model(x, fx["input.t"], *rest, ref_latents=np.concatenate([ref, ref], axis=1))
     with pytest.raises(ValueError, match="bg_latents must be"):
-        model(x, fx["input.t"], ref, *rest, bg_latents=x)
+        model(x, fx["input.t"], *rest, ref_latents=ref, bg_latents=x)
     with pytest.raises(ValueError, match="audio_prompts must be"):
-        model(x, fx["input.t"], ref, *rest, audio_prompts=fx["input.audio_prompts"][:, :5])
+        model(x, fx["input.t"], *rest, ref_latents=ref, audio_prompts=fx["input.audio_prompts"][:, :5])
     bare = HunyuanCustomTransformer(CustomTransformerConfig.from_mapping({**TINY.__dict__, "audio_condition": False,
                                                                          "video_condition": False}), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="hunyuancustom_audio_720P"):
-        bare(x, fx["input.t"], ref, *rest, audio_prompts=fx["input.audio_prompts"])
+        bare(x, fx["input.t"], *rest, ref_latents=ref, audio_prompts=fx["input.audio_prompts"])
     with pytest.raises(ValueError, match="hunyuancustom_editing_720P"):
-        bare(x, fx["input.t"], ref, *rest, bg_latents=channels_last(fx["input.bg_latents"]))
+        bare(x, fx["input.t"], *rest, ref_latents=ref, bg_latents=channels_last(fx["input.bg_latents"]))
 
 
 def test_experimental_multi_reference_runs(fx):
@@ -137,8 +137,8 @@ def test_experimental_multi_reference_runs(fx):
     ref = channels_last(fx["input.ref_latents"])
     args = (channels_last(fx["input.x"]), fx["input.t"])
     rest = (fx["input.text_states"], fx["input.text_mask"], fx["input.text_states_2"])
-    one = np.asarray(model(*args, ref, *rest))
-    two = np.asarray(model(*args, np.concatenate([ref, ref[:, :, ::-1]], axis=1), *rest))
+    one = np.asarray(model(*args, *rest, ref_latents=ref))
+    two = np.asarray(model(*args, *rest, ref_latents=np.concatenate([ref, ref[:, :, ::-1]], axis=1)))
     assert two.shape == one.shape and np.isfinite(two).all()
     assert np.abs(two - one).max() > 1e-3
     _, rel = report("multi-reference flag, one reference = identity-only output", one, channels_last(fx["output_identity_only"]))

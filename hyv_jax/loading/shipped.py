@@ -8,10 +8,10 @@ seed's encoders give, so data preparation and sampling must use the same seed.
 from pathlib import Path
 
 from hyv_jax.convert.orbax_io import INFO_FILE, read_info
-from hyv_jax.sampling.pipeline import ModelPaths
+from hyv_jax.loading.paths import ModelPaths
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_default"
-# TextToVideoPipeline.from_config(seed=0) seeds its random text encoders with seed + 2
+# the pipelines seed their random text encoders with seed + 2 (from_config(seed=0))
 TEXT_ENCODER_SEED = 2
 
 

@@ -1,0 +1,190 @@
+"""Each model of the pipelines from its converted folder, or with random weights where the
+config allows, every parameter placed straight into its sharding (`shardings_for`: by logical
+axes over a mesh, or all on one device), so a model never sits whole on one device first."""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from hyv_jax.convert.converted_model import checked_info
+from hyv_jax.convert.custom_checkpoint import abstract_custom, export_torch_custom, read_torch_custom, restore_custom
+from hyv_jax.convert.llava_vision_checkpoint import read_torch_llava_vision
+from hyv_jax.convert.checkpoint_source import open_checkpoint
+from hyv_jax.convert.model_state import param_shapes, params_tree
+from hyv_jax.convert.text_checkpoint import CLIP, LLM, TextCheckpoint, abstract_model, restore_text
+from hyv_jax.convert.transformer_checkpoint import abstract_transformer, export_torch_transformer, read_torch_transformer, restore_transformer
+from hyv_jax.convert.vae_checkpoint import abstract_vae, export_torch_vae, read_torch_vae, restore_vae
+from hyv_jax.convert.whisper_checkpoint import read_torch_whisper_encoder
+from hyv_jax.loading.random_weights import random_params
+from hyv_jax.models.custom.clip_vision import ClipVisionConfig, LlavaImageEncoder
+from hyv_jax.models.custom.custom_text_encoder import CustomTextEncoder
+from hyv_jax.models.custom.transformer import CustomTransformerConfig
+from hyv_jax.models.custom.whisper_encoder import WhisperEncoder, WhisperEncoderConfig
+from hyv_jax.models.text.clip_text import CLIPTextConfig
+from hyv_jax.models.text.llama import LlamaConfig
+from hyv_jax.models.text.text_encoder import ASSETS, LazyEncoder, TextEncoder
+from hyv_jax.models.text.tokenizer import TextTokenizer
+from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
+from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
+from hyv_jax.parallel.logical_axes import param_shardings
+
+
+def shardings_for(abstract: nnx.Module, mesh: Mesh | None) -> dict:
+    """{parameter path: sharding}: by the parameters' logical axes over `mesh`, or every
+    parameter on this process's first device."""
+    if mesh is None:
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return {path: device for path in param_shapes(abstract)}
+    return param_shardings(abstract, mesh)
+
+
+def placed(abstract: nnx.Module, flat: Mapping, shardings: Mapping) -> nnx.Module:
+    """The abstract model with host (numpy) parameters `flat` put onto their shardings (every
+    process passes the same values)."""
+    graphdef, state = nnx.split(abstract)
+    arrays = {p: jax.device_put(np.asarray(v), shardings[p]) for p, v in flat.items()}
+    nnx.replace_by_pure_dict(state, params_tree(arrays))
+    return nnx.merge(graphdef, state)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TransformerKind:
+    abstract: Callable
+    export: Callable
+    read: Callable
+    restore: Callable
+
+
+_TRANSFORMERS = {
+    TransformerConfig: _TransformerKind(abstract_transformer, export_torch_transformer, read_torch_transformer, restore_transformer),
+    CustomTransformerConfig: _TransformerKind(abstract_custom, export_torch_custom, read_torch_custom, restore_custom),
+}
+
+
+def load_transformer(config: TransformerConfig, folder: str | Path | None = None, *, seed: int = 0,
+                     mesh: Mesh | None = None) -> HunyuanVideoTransformer:
+    """The text-to-video or HunyuanCustom DiT (by the config's type) from a converted folder, or
+    with random weights from `seed`; parameters sharded over `mesh` by their logical axes."""
+    kind = _TRANSFORMERS[type(config)]
+    shardings = shardings_for(kind.abstract(config), mesh)
+    if folder is not None:
+        return kind.restore(folder, config, shardings)
+    return random_model(kind.abstract(config), lambda flat: kind.export(flat, config), lambda s, d: kind.read(s, config, d),
+                        config.param_dtype, seed, shardings)
+
+
+def load_vae(config: VAEConfig, folder: str | Path | None = None, *, seed: int = 0, mesh: Mesh | None = None) -> CausalVideoVAE:
+    shardings = shardings_for(abstract_vae(config), mesh)
+    if folder is not None:
+        return restore_vae(folder, config, shardings)
+    return random_model(abstract_vae(config), lambda flat: export_torch_vae(flat, config),
+                        lambda s, d: read_torch_vae(s, config, d), config.param_dtype, seed, shardings)
+
+
+def random_model(abstract: nnx.Module, export: Callable, read: Callable, param_dtype: str, seed: int,
+                 shardings: Mapping | None = None) -> nnx.Module:
+    """A model with random_weights.random_params, placed by `shardings` (default: one device)."""
+    return placed(abstract, random_params(abstract, export, read, param_dtype, seed), shardings or shardings_for(abstract, None))
+
+
+def random_transformer(config: TransformerConfig, seed: int = 0) -> HunyuanVideoTransformer:
+    return load_transformer(config, seed=seed)
+
+
+def random_vae(config: VAEConfig, seed: int = 0) -> CausalVideoVAE:
+    return load_vae(config, seed=seed)
+
+
+# -- text and audio encoders --
+
+def _same_architecture(directory: Path, spec: TextCheckpoint, config) -> None:
+    """The converted folder must hold the model the config describes (dtypes may differ)."""
+    stored = spec.config_from_mapping(checked_info(directory, spec.kind)["config"])
+    differ = [f.name for f in dataclasses.fields(config)
+              if f.name not in ("dtype", "param_dtype") and getattr(stored, f.name) != getattr(config, f.name)]
+    if differ:
+        raise ValueError(f"{directory} was converted for another {spec.what}: " + ", ".join(
+            f"{k} {getattr(stored, k)!r} (config: {getattr(config, k)!r})" for k in differ)
+            + "; convert again with this config, or set these text_encoder config values")
+
+
+def load_text_encoder(config, *, llm_dir=None, clip_dir=None, seed: int = 0, mesh: Mesh | None = None) -> TextEncoder:
+    """config: the `text_encoder` section of a model config (configs/*.py). llm_dir / clip_dir:
+    folders written by `convert_torch_weights.py to-jax --model llm|clip` (Orbax params +
+    hyv_jax.json + the tokenizer files of the HF folder). None: random weights (from `seed`) and
+    the small tokenizers shipped in the repository, for configs that name them
+    (`shipped_tokenizers`, configs/tiny.py). mesh: shard the parameters by their logical axes
+    (for devices too small for the 8B LLM). Tokenizers are read here; the weights on the first
+    `encode`, and again after `release`."""
+    if "llm" not in config or "clip" not in config:
+        raise ValueError("pass the text_encoder section of the config (config.text_encoder), with llm and clip")
+    llm_config, clip_config = LlamaConfig.from_mapping(config.llm), CLIPTextConfig.from_mapping(config.clip)
+    parts = []
+    for name, spec, model_config, directory, max_length, offset in (
+        ("llm", LLM, llm_config, llm_dir, config.llm_max_length, 0),
+        ("clip", CLIP, clip_config, clip_dir, config.clip_max_length, 1),
+    ):
+        abstract = abstract_model(spec, model_config)
+        shardings = shardings_for(abstract, mesh)
+        if directory is not None:
+            directory = Path(directory)
+            _same_architecture(directory, spec, model_config)
+            load = lambda d=directory, s=spec, c=model_config, p=shardings: restore_text(d, s, c, p)  # noqa: E731
+            folder = directory
+        elif config.shipped_tokenizers:
+            load = lambda s=spec, c=model_config, r=seed + offset, p=shardings: _seeded(s.model(c, rngs=nnx.Rngs(r)), p)  # noqa: E731
+            folder = ASSETS / config.shipped_tokenizers / name
+        else:
+            raise ValueError(
+                f"no {name}_dir given, and this config ships no tokenizers for random weights: convert the {spec.what} "
+                f"with `python convert_torch_weights.py to-jax --model {name} --checkpoint <HF folder> --out <dir>` "
+                f"and pass {name}_dir=<dir>")
+        tokenizer = TextTokenizer.from_folder(folder, max_length, on_truncation=config.on_truncation, name=f"{name} tokenizer")
+        parts.append((load, tokenizer))
+    (llm_load, llm_tokenizer), (clip_load, clip_tokenizer) = parts
+    return TextEncoder(LazyEncoder(llm_load, lambda states: states), LazyEncoder(clip_load, lambda out: out[1]), llm_tokenizer,
+                       clip_tokenizer)
+
+
+def _seeded(model: nnx.Module, shardings: Mapping) -> nnx.Module:
+    """A freshly initialised (tiny, random) model moved onto its shardings."""
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        var.set_value(jax.device_put(var.get_value(), shardings[tuple(str(p) for p in path)]))
+    return model
+
+
+def load_custom_text_encoder(config, *, llm_dir=None, clip_dir=None, llava_dir=None, seed: int = 0,
+                             mesh: Mesh | None = None) -> CustomTextEncoder:
+    """config: a HunyuanCustom model config (configs/hunyuan_custom.py, tiny_custom.py), with
+    `text_encoder` and `vision`. llm_dir / clip_dir: as for `load_text_encoder`; llava_dir: the
+    HF folder of HunyuanCustom's llava-llama-3-8b, read for the vision tower and projector.
+    Without llava_dir the image encoder gets random weights (from `seed`), which only configs
+    with `shipped_tokenizers` (tiny ones) allow."""
+    if "vision" not in config or "text_encoder" not in config:
+        raise ValueError("pass a HunyuanCustom model config (with text_encoder and vision sections)")
+    base = load_text_encoder(config.text_encoder, llm_dir=llm_dir, clip_dir=clip_dir, seed=seed, mesh=mesh)
+    vision = ClipVisionConfig.from_mapping(config.vision)
+    abstract = nnx.eval_shape(lambda: LlavaImageEncoder(vision, rngs=nnx.Rngs(0)))
+    shardings = shardings_for(abstract, mesh)
+    if llava_dir is not None:
+        load = lambda: placed(abstract, read_torch_llava_vision(open_checkpoint(llava_dir), vision, np.dtype(vision.param_dtype)),  # noqa: E731
+                              shardings)
+    elif config.text_encoder.shipped_tokenizers:
+        load = lambda: _seeded(LlavaImageEncoder(vision, rngs=nnx.Rngs(seed + 2)), shardings)  # noqa: E731
+    else:
+        raise ValueError("no llava_dir given: pass the HF folder of HunyuanCustom's llava-llama-3-8b for the vision tower")
+    return CustomTextEncoder(base, load, vision)
+
+
+def load_whisper(config: WhisperEncoderConfig, folder: str | Path | None = None, *, seed: int = 0) -> WhisperEncoder:
+    """whisper-tiny's encoder from a transformers checkpoint file or folder, or random weights."""
+    abstract = nnx.eval_shape(lambda: WhisperEncoder(config, rngs=nnx.Rngs(0)))
+    if folder is None:
+        return _seeded(WhisperEncoder(config, rngs=nnx.Rngs(seed)), shardings_for(abstract, None))
+    return placed(abstract, read_torch_whisper_encoder(open_checkpoint(folder), config, np.dtype(config.param_dtype)),
+                  shardings_for(abstract, None))
