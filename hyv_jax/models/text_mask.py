@@ -2,16 +2,18 @@
 first sum(mask) text tokens of each row (its kv_lengths), so a mask must be right-padded: ones,
 then zeros, at least one one. A left-padded or holey mask would silently attend to the padding
 and drop real tokens; an all-zero row would make the token refiner's masked mean divide by zero
-(NaN video)."""
+(NaN video). HunyuanCustom's official conditional mask has ones after its padding on purpose
+(llava_fusion.pipeline_mask): there only the 0/1 values and a token per row are required."""
 
 import jax
 import numpy as np
 
 
-def check_text_mask(mask, batch: int | None = None) -> None:
-    """Raises ValueError unless `mask` (B, L) is a right-padded 0/1 mask with a token in every
-    row and, when given, `batch` rows (the latents' batch). Under tracing (jit) only the shape
-    is checked: the values are checked wherever the mask is concrete (e.g. before the loop)."""
+def check_text_mask(mask, batch: int | None = None, *, right_padded: bool = True) -> None:
+    """Raises ValueError unless `mask` (B, L) is a 0/1 mask with a token in every row, right-padded
+    unless told otherwise, with `batch` rows when given (the latents' batch). Under tracing (jit)
+    only the shape is checked: the values are checked wherever the mask is concrete (e.g. before
+    the loop)."""
     shape = tuple(np.shape(mask))
     if len(shape) != 2:
         raise ValueError(f"the text mask must be (batch, tokens), got shape {shape}")
@@ -31,9 +33,11 @@ def check_text_mask(mask, batch: int | None = None) -> None:
     empty = np.flatnonzero(lengths == 0)
     if empty.size:
         raise ValueError(f"text mask row {empty[0]} has no token: every prompt needs at least one valid token")
-    right_padded = ones == (np.arange(shape[1])[None] < lengths[:, None])
-    if not right_padded.all():
-        row = int(np.flatnonzero(~right_padded.all(axis=1))[0])
+    if not right_padded:
+        return
+    padded = ones == (np.arange(shape[1])[None] < lengths[:, None])
+    if not padded.all():
+        row = int(np.flatnonzero(~padded.all(axis=1))[0])
         raise ValueError(f"text mask row {row} ({''.join('1' if v else '0' for v in ones[row][:64])}"
                          f"{'...' if shape[1] > 64 else ''}) is not right-padded: the model attends to the first "
                          f"sum(mask) tokens, so the tokens must come first and the padding after them")

@@ -37,3 +37,13 @@ def test_under_jit_the_shape_is_still_checked():
     jax.jit(lambda m: check_text_mask(m, batch=2) or m.sum())(jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="latent batch"):
         jax.jit(lambda m: check_text_mask(m, batch=1) or m.sum())(jnp.ones((2, 3)))
+
+
+def test_a_mask_with_ones_after_its_padding_where_that_layout_is_official():
+    """HunyuanCustom's conditional mask (llava_fusion.pipeline_mask) keeps ones after the padding."""
+    mask = np.array([[1, 1, 0, 1, 1]])
+    check_text_mask(mask, right_padded=False)
+    with pytest.raises(ValueError, match="not right-padded"):
+        check_text_mask(mask)
+    with pytest.raises(ValueError, match="row 0 has no token"):
+        check_text_mask(np.zeros((1, 5)), right_padded=False)
