@@ -86,27 +86,36 @@ def denoise_step(model, policy: VelocityPolicy, parallel: ParallelPlan | None, l
     return euler_step(latents, velocity, sigma, sigma_next), carry
 
 
+class NonFiniteLatents(ValueError):
+    """The latents became NaN or infinite: decoding them would give a black or garbage video."""
+
+
 class CompiledStep:
-    """`denoise_step` of one model graph, policy and plan, jitted over the split state; `traces`
-    counts how often it was traced (once per input shapes)."""
+    """`denoise_step` of one model graph, policy and plan, jitted over the split state, returning
+    also whether the new latents are all finite (one reduction); `traces` counts how often it was
+    traced (once per input shapes)."""
 
     def __init__(self, graphdef: nnx.GraphDef, policy: VelocityPolicy, parallel: ParallelPlan | None = None):
         self.traces = 0
 
         def step(state, latents, t, sigma, sigma_next, conditions, carry):
             self.traces += 1
-            return denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next, conditions, carry)
+            latents, carry = denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next,
+                                          conditions, carry)
+            return latents, carry, jnp.isfinite(latents).all()
 
         self._jitted = jax.jit(step)
 
     def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry):
+        """-> (latents, carry, all latents finite)"""
         return self._jitted(state, latents, t, sigma, sigma_next, conditions, carry)
 
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,
             progress: bool = True):
     """Integrates the flow from `noise` (B, T, H, W, C) float32 at sigma 1 to latents at sigma 0
-    -> (latents, final carry). `conditions` hold B samples, or 2B as [negative, positive]."""
+    -> (latents, final carry). `conditions` hold B samples, or 2B as [negative, positive].
+    Stops with NonFiniteLatents, naming the step, as soon as a step gives NaN or infinity."""
     batch = noise.shape[0]
     if conditions.text_states.shape[0] not in (batch, 2 * batch):
         raise ValueError(f"text batch {conditions.text_states.shape[0]} must be the video batch {batch}, or twice it "
@@ -114,8 +123,12 @@ def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule,
     latents = noise
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
     for i in tqdm(range(schedule.steps), desc="denoising", unit="step", disable=not progress):
-        latents, carry = step(state, latents, np.float32(timesteps[i]), np.float32(sigmas[i]), np.float32(sigmas[i + 1]),
-                              conditions, carry)
-        # blocking each step makes the bar's rate the real compute rate (dispatch is async)
-        latents.block_until_ready()
+        latents, carry, finite = step(state, latents, np.float32(timesteps[i]), np.float32(sigmas[i]),
+                                      np.float32(sigmas[i + 1]), conditions, carry)
+        # reading the flag blocks each step, which also makes the bar's rate the real compute rate
+        if not bool(finite):
+            raise NonFiniteLatents(
+                f"the latents became NaN or infinite at denoising step {i + 1} of {schedule.steps} (sigma {sigmas[i]:.3f}); "
+                f"nothing was decoded. Usual causes: weights that overflow the compute dtype (try --precision bf16 or "
+                f"fp32), extreme guidance or shift values, or a damaged checkpoint")
     return latents, carry
