@@ -31,6 +31,7 @@ from hyv_jax.models.vae import CausalVideoVAE, VAEConfig, sample_posterior
 from hyv_jax.parallel.plan import ParallelPlan, local_mesh
 from hyv_jax.sampling.denoise import StepConditions
 from hyv_jax.sampling.frames import to_uint8
+from hyv_jax.sampling.noise import seed_key
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import TextToVideoPipeline, Videos, batch_for_videos
 from hyv_jax.sampling.step_cache import StepCache, cached_steps
@@ -149,7 +150,7 @@ class CustomVideoPipeline(TextToVideoPipeline):
             raise ValueError("audio given but the pipeline has no Whisper encoder: build it with audio=True")
         text = self.encode_custom_prompt(prompt, inputs, options)
         noise, seeds = self.noise(options)
-        model_inputs = self.model_inputs(inputs, options, jax.random.key(options.seed))
+        model_inputs = self.model_inputs(inputs, options, seed_key(options.seed))
         latents, full = self.sample_latents(text, noise, options, model_inputs=model_inputs, progress=progress,
                                             step_cache=step_cache)
         return Videos(to_uint8(self.decode(latents, options)), latents, seeds, full)
