@@ -3,7 +3,11 @@
 import dataclasses
 from pathlib import Path
 
-from hyv_jax.convert.orbax_io import INFO_FILE
+from hyv_jax.convert.custom_checkpoint import MODEL_KIND as CUSTOM_KIND
+from hyv_jax.convert.orbax_io import INFO_FILE, read_info
+from hyv_jax.convert.text_checkpoint import CLIP, LLM
+from hyv_jax.convert.transformer_checkpoint import MODEL_KIND as TRANSFORMER_KIND
+from hyv_jax.convert.vae_checkpoint import MODEL_KIND as VAE_KIND
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -20,6 +24,10 @@ class ModelPaths:
     def missing(self) -> list[str]:
         return [f.name for f in dataclasses.fields(ModelPaths) if getattr(self, f.name) is None]
 
+    def kinds(self) -> dict[str, str]:
+        """The model kind (convert_torch_weights.py --model) each folder must hold."""
+        return {"transformer": TRANSFORMER_KIND, "vae": VAE_KIND, "llm": LLM.kind, "clip": CLIP.kind}
+
     def check(self, allow_random_weights: bool) -> None:
         """Fails, saying what to do, on absent folders or tokenizers, or on missing checkpoints
         for a config that must not run with random weights. Reads no weights."""
@@ -33,6 +41,11 @@ class ModelPaths:
                     f"{name} checkpoint folder {folder} has no {INFO_FILE}: it is not a converted hyv_jax checkpoint; "
                     f"run `python convert_torch_weights.py to-jax --model {name} ... --out {folder}`"
                 )
+            held, wanted = read_info(folder).get("model"), self.kinds()[name]
+            if held != wanted:
+                what = f"holds a converted {held} checkpoint" if held else f"names no model in its {INFO_FILE}"
+                raise ValueError(f"{name} folder {folder} {what}, not a {wanted}: pass the folder converted for the {name} "
+                                 f"(--{name}-dir; convert_torch_weights.py to-jax --model {name})")
             if name in ("llm", "clip") and not (folder / TOKENIZER_FILE).is_file():
                 raise FileNotFoundError(
                     f"{name} folder {folder} has no {TOKENIZER_FILE}; copy the tokenizer.json of the Hugging Face "
@@ -53,6 +66,9 @@ class CustomPaths(ModelPaths):
 
     llava: str | Path | None = None
     whisper: str | Path | None = None
+
+    def kinds(self) -> dict[str, str]:
+        return {**super().kinds(), "transformer": CUSTOM_KIND}
 
     def check(self, allow_random_weights: bool, *, audio: bool = False) -> None:
         super().check(allow_random_weights)
