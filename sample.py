@@ -24,6 +24,7 @@ Everything is checked (sizes, frame count, folders, tokenizers, save path) befor
 """
 
 import argparse
+import contextlib
 import dataclasses
 import random
 import re
@@ -109,6 +110,7 @@ class Plan:
     custom: object = None  # CustomInputs in HunyuanCustom mode
     step_cache: bool = True
     compile_cache: str = ""
+    notes: tuple[str, ...] = ()  # about flags that do less than one might think (printed by main)
 
 
 def plan(argv) -> Plan:
@@ -143,13 +145,16 @@ def plan(argv) -> Plan:
             sampling = dict(sampling.to_dict(), **config.editing_sampling.to_dict())
         options = dataclasses.replace(SamplingOptions.from_mapping(sampling), num_videos=args.num_videos, seed=seed,
                                       **{k: v for k, v in flags.items() if v is not None})
-        inputs = None
+        inputs, notes = None, []
+        if args.neg_prompt is not None and not options.true_cfg:
+            notes.append(f"--neg-prompt is unused: the negative prompt only enters with true CFG, --cfg-scale > 1 "
+                         f"(now {options.cfg_scale})")
         if custom:
             if options.first_block_cache and args.step_cache and options.steps == STEP_CACHE_STEPS:
                 raise ValueError(f"--first-block-cache and the step cache (on at {STEP_CACHE_STEPS} steps) do not combine: "
                                  "add --no-step-cache, or drop --first-block-cache")
-            inputs, options = read_custom_inputs(args, config, paths, options)
-            paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
+            paths.check(config.get("allow_random_weights", False), audio=bool(args.input_audio))
+            inputs, options = read_custom_inputs(args, config, paths, options, notes)
         else:
             paths.check(config.get("allow_random_weights", False))
         save_path = writable_folder(Path(args.save_path))
@@ -158,7 +163,7 @@ def plan(argv) -> Plan:
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
-    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache)
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, tuple(notes))
 
 
 def set_parallel(config, args) -> None:
@@ -175,21 +180,27 @@ def set_parallel(config, args) -> None:
         config.parallel.update(distributed=True, **given)
 
 
-def read_custom_inputs(args, config, paths, options: SamplingOptions):
+def read_custom_inputs(args, config, paths, options: SamplingOptions, notes: list[str]):
     """Decodes and checks the HunyuanCustom inputs (images, audio, video and mask) against the
     model's modules; an input video sets the frame count. Loads no model."""
     from hyv_jax.convert.orbax_io import read_info
-    from hyv_jax.models.custom.audio_prompts import load_audio
+    from hyv_jax.io.image_size import check_image_size
+    from hyv_jax.models.custom.audio_prompts import FPS as AUDIO_FPS
+    from hyv_jax.models.custom.audio_prompts import SAMPLE_RATE, audio_frames, load_audio
     from hyv_jax.models.custom.mask_video import process_mask
     from hyv_jax.models.custom.reference_image import load_image
     from hyv_jax.models.custom.transformer import CustomTransformerConfig
     from hyv_jax.sampling.custom_pipeline import CustomInputs, resize_frames
+    from hyv_jax.sampling.options import require_finite
 
     if not args.ref_image:
         raise ValueError("HunyuanCustom modes need --ref-image (the subject to keep)")
+    strength = require_finite("--audio-strength", args.audio_strength)
     # the converted checkpoint says which modules it has; without one, the config does
     stored = read_info(paths.transformer)["config"] if paths.transformer else config.transformer
     model = CustomTransformerConfig.from_mapping(stored)
+    for path in args.ref_image:  # from the header, before anything is decoded
+        check_image_size(path, "--ref-image")
     images = [load_image(path) for path in args.ref_image]
     audio = load_audio(args.input_audio) if args.input_audio else None
     video = mask = None
@@ -201,9 +212,18 @@ def read_custom_inputs(args, config, paths, options: SamplingOptions):
             raise ValueError(f"--mask-video {mask_frames.shape[:3]} and --input-video {video.shape[:3]} (frames, height, width) "
                              "must have the same frame count and size")
         options = dataclasses.replace(options, frames=len(video))  # checks 4k+1
+        largest = max(options.height, options.width)
+        if abs(args.expand_scale) > largest:
+            raise ValueError(f"--expand-scale {args.expand_scale} is a kernel larger than the video ({options.height}x"
+                             f"{options.width}): pass at most {largest} in size (a few pixels to a few dozen is usual)")
         video = resize_frames(video, options.height, options.width)
         mask = process_mask(mask_frames, options.height, options.width, args.expand_scale)
-    inputs = CustomInputs(images, audio, args.audio_strength, video, mask, args.subject_name)
+    if audio is not None:
+        covered = audio_frames(len(audio), options.frames, f"--input-audio {args.input_audio}")
+        if covered < options.frames:
+            notes.append(f"--input-audio lasts {len(audio) / SAMPLE_RATE:.2f} s: it drives the first {covered} of {options.frames} "
+                         f"frames ({AUDIO_FPS} fps), the rest get no audio, as upstream")
+    inputs = CustomInputs(images, audio, strength, video, mask, args.subject_name)
     inputs.check(model, options)
     return inputs, options
 
@@ -251,10 +271,12 @@ def main(argv=None) -> list[Path]:
         f", context strategy {parallel.context_strategy}"
     say(f"{device_summary()}; {mesh}")
 
-    from hyv_jax.io.video import FPS, write_image, write_video
+    from hyv_jax.io.video import FPS
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
     o = p.options
+    for note in p.notes:
+        say(f"sample.py: note: {note}", file=sys.stderr)
     say(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
         f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
         f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}")
@@ -266,30 +288,63 @@ def main(argv=None) -> list[Path]:
             f"DIRECTION in {'/'.join(DIRECTIONS)}")
     elif p.paths.missing():
         say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
-    fps, audio, sample_rate = FPS, None, None
-    if p.custom is not None:
-        from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
-        from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
-        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
-        fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
-        run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)  # noqa: E731
-    else:
-        pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)
-        run = lambda: pipeline(p.prompt, o, progress=lead)  # noqa: E731
+    fps, sound = FPS, {}
     start = time.perf_counter()
-    videos = run()
+    with out_of_memory_advice(p):
+        if p.custom is not None:
+            from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
+            from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
+            pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
+            fps, sound = CUSTOM_FPS, ({} if p.custom.audio is None else dict(audio=p.custom.audio, sample_rate=SAMPLE_RATE))
+            videos = pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)
+        else:
+            videos = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)(p.prompt, o, progress=lead)
     say(f"sampled {o.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
     if videos.full_steps < o.steps:
         say(f"cache: {videos.full_steps} of {o.steps} steps ran every block")
-    if not lead:
-        return []
-    written = []
-    for frames, seed in zip(videos.frames, videos.seeds, strict=True):
-        if o.frames == 1:
-            written.append(write_image(p.save_path / output_name(p.prompt, seed, ".png"), frames[0]))
-        else:
-            written.append(write_video(p.save_path / output_name(p.prompt, seed, ".mp4"), frames, fps,
-                                       **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
+    return save_videos(p, videos, fps, sound) if lead else []
+
+
+@contextlib.contextmanager
+def out_of_memory_advice(p: Plan):
+    """A device or host out of memory while loading or sampling becomes one line of advice."""
+    import jax
+
+    try:
+        yield
+    except (jax.errors.JaxRuntimeError, MemoryError) as error:
+        if isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        o = p.options
+        what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MemoryError(f"out of memory sampling {o.num_videos} video(s) of {o.height}x{o.width}x{o.frames} with "
+                          f"{p.config_path} ({what}); use a smaller --video-size or --video-length, fewer --num-videos, "
+                          f"--precision bf16, or split the video over more devices (--ulysses-degree, --ring-degree)") from None
+
+
+def save_videos(p: Plan, videos, fps: int, sound: dict) -> list[Path]:
+    """Writes each video (never over another file; a taken name gets _2, ...). When a write
+    fails, the frames of it and of the videos not yet written are kept as .npz, in --save-path
+    or else the system's temporary folder, and the error says where."""
+    from hyv_jax.io.video import keep_frames, write_image, write_video
+
+    written, items = [], list(zip(videos.frames, videos.seeds, strict=True))
+    for i, (frames, seed) in enumerate(items):
+        try:
+            if p.options.frames == 1:
+                written.append(write_image(p.save_path / output_name(p.prompt, seed, ".png"), frames[0]))
+            else:
+                written.append(write_video(p.save_path / output_name(p.prompt, seed, ".mp4"), frames, fps, **sound))
+        except OSError as error:
+            folders = [p.save_path, Path(tempfile.gettempdir())]
+            kept = [keep_frames(f, output_name(p.prompt, s, ""), folders, fps=fps, **sound) for f, s in items[i:]]
+            reason = f"could not write video {i + 1} of {len(items)} to {p.save_path} ({error.strerror or error})"
+            if None in kept:
+                raise OSError(f"{reason}; its frames could not be kept in {' or '.join(map(str, folders))} either: they are "
+                              f"lost{'; written before: ' + ', '.join(map(str, written)) if written else ''}") from error
+            raise OSError(f"{reason}; the frames are kept in {', '.join(map(str, kept))}: once there is room, write them with "
+                          f"python -c \"import numpy as np; from hyv_jax.io.video import write_video; "
+                          f"write_video('video.mp4', **np.load('{kept[0]}'))\"") from error
         print(f"saved {written[-1]}")
     return written
 

@@ -20,7 +20,7 @@ def check_image_size(path: str | Path, what: str = "image", max_pixels: int = MA
         except Image.DecompressionBombError:
             width = height = None
         except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"cannot read {what} {path} ({error}); pass a PNG or JPEG file") from None
+            raise ValueError(f"cannot read image {path} ({what}): {error}; pass a PNG/JPEG/WebP file") from None
     if width is None or width * height > max_pixels:
         size = f"{width}x{height} pixels" if width is not None else f"more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels"
         raise ValueError(f"{what} {path} is {size}; at most {max_pixels:,} pixels (8192x8192) are decoded: "

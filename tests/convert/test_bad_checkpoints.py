@@ -11,11 +11,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
-from helpers import fixture_params, load_fixture
+from helpers import fixture_params, load_fixture, run_cli
 
 import convert_torch_weights
 from configs import load_config
-from configs.command_line import run_command
 from hyv_jax.convert import orbax_io
 from hyv_jax.convert.checkpoint_source import from_arrays, open_checkpoint, torch_to_numpy
 from hyv_jax.convert.mapping import CheckpointMismatch
@@ -34,12 +33,8 @@ def original():
 
 def convert(argv, capsys):
     """The converter's command line in-process: (exit status, stderr lines)."""
-    try:
-        run_command(convert_torch_weights.main, argv, "convert_torch_weights.py")
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    return code, capsys.readouterr().err.splitlines()
+    code, out = run_cli(convert_torch_weights.main, argv, "convert_torch_weights.py", capsys)
+    return code, out.err.splitlines()
 
 
 def to_jax(checkpoint, out, *extra):

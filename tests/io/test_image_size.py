@@ -1,23 +1,12 @@
 """Images too large to decode are refused from their header (before: a 20000x20000 PNG ended in
 PIL's DecompressionBombError traceback)."""
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
+from helpers import png_header_only
 from PIL import Image
 
 from hyv_jax.io.image_size import check_image_size
-
-
-def png_header_only(path, width, height):
-    """A PNG whose header claims width x height (no pixel data: nothing here may decode it)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
-    return path
 
 
 def test_size_is_read_from_the_header(tmp_path):
