@@ -58,8 +58,9 @@ def export_torch_custom(flat: Mapping, config: CustomTransformerConfig) -> dict[
 
 
 def convert_custom(path: str | Path, config: CustomTransformerConfig, out_dir: str | Path, *, fp8_map=None,
-                   dtype=ml_dtypes.bfloat16) -> None:
-    save_converted(out_dir, read_torch_custom(open_checkpoint(path, fp8_map), config, dtype), MODEL_KIND, config, path, dtype)
+                   dtype=ml_dtypes.bfloat16, overwrite: bool = False) -> None:
+    save_converted(out_dir, read_torch_custom(open_checkpoint(path, fp8_map, dtype), config, dtype), MODEL_KIND, config, path, dtype,
+                   overwrite=overwrite)
 
 
 def read_converted_custom(directory: str | Path) -> tuple[CustomTransformerConfig, dict]:

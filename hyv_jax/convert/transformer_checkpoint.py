@@ -51,10 +51,11 @@ def export_torch_transformer(flat: Mapping, config: TransformerConfig, layout: s
     return regroup_state(state, diffusers_regroups(config)) if layout == "diffusers" else state
 
 
-def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: str | Path, *, fp8_map=None, dtype=ml_dtypes.bfloat16) -> None:
-    source = open_checkpoint(path, fp8_map)
+def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: str | Path, *, fp8_map=None, dtype=ml_dtypes.bfloat16,
+                        overwrite: bool = False) -> None:
+    source = open_checkpoint(path, fp8_map, dtype)
     flat = read_torch_transformer(source, config, dtype)
-    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, layout=detect_layout(source))
+    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, overwrite=overwrite, layout=detect_layout(source))
 
 
 def read_converted_transformer(directory: str | Path) -> tuple[TransformerConfig, dict]:

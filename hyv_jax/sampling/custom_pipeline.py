@@ -32,6 +32,7 @@ from hyv_jax.parallel.plan import ParallelPlan, local_mesh
 from hyv_jax.sampling.denoise import StepConditions
 from hyv_jax.sampling.frames import to_uint8
 from hyv_jax.sampling.guidance import ip_cfg_scales
+from hyv_jax.sampling.noise import seed_key
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import TextToVideoPipeline, Videos, batch_for_videos
 from hyv_jax.sampling.step_cache import StepCache, cached_steps
@@ -170,7 +171,7 @@ class CustomVideoPipeline(TextToVideoPipeline):
         if image_cfg:  # [negative, positive] -> [negative, positive, positive]
             text = text.map(lambda a: np.concatenate([a, a[len(a) // 2:]]))
         noise, seeds = self.noise(options)
-        model_inputs = self.model_inputs(inputs, options, jax.random.key(options.seed), image_cfg=image_cfg)
+        model_inputs = self.model_inputs(inputs, options, seed_key(options.seed), image_cfg=image_cfg)
         latents, full = self.sample_latents(text, noise, options, model_inputs=model_inputs, progress=progress,
                                             step_cache=step_cache,
                                             ip_scales=ip_cfg_scales(ip_cfg_scale, options.steps) if image_cfg else None)

@@ -22,6 +22,7 @@ from flax import nnx
 
 from hyv_jax.loading.models import load_text_encoder, load_transformer, load_vae
 from hyv_jax.loading.paths import ModelPaths
+from hyv_jax.models.text_mask import check_text_mask
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
 from hyv_jax.parallel.plan import ParallelPlan, local_mesh
@@ -113,6 +114,7 @@ class TextToVideoPipeline:
 
     def step_conditions(self, text, options: SamplingOptions, model_inputs: dict | None = None) -> StepConditions:
         """The denoising step's conditions for `text` (the model batch), placed."""
+        check_text_mask(text.mask, right_padded=self.transformer.RIGHT_PADDED_TEXT)  # on the host: the jitted step sees its shape only
         batch = text.states.shape[0]
         c = self.transformer.config
         guidance = embedded_guidance(options.embedded_guidance if c.guidance_embed else None, batch, c.dtype)
