@@ -35,9 +35,11 @@ from pathlib import Path
 from configs import load_config
 from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
+from hyv_jax.loading.memory_modes import MemoryMode
 from hyv_jax.loading.paths import CustomPaths, ModelPaths
 from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
 from hyv_jax.sampling.options import SamplingOptions
+from hyv_jax.sampling.residency import RESIDENCY_CHOICES
 from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
 TINY_CONFIG, TINY_DEFAULT_CONFIG, RELEASED_CONFIG = "configs/tiny.py", "configs/tiny_default.py", "configs/hunyuan_video_t2v.py"
@@ -68,6 +70,20 @@ def parse_args(argv):
                              "0 off, the default; about 0.05-0.1: faster at some cost in fidelity)")
     parser.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
                         help=f"keep compiled programs here for the next run ('' : off; default ${ENV} or {DEFAULT_DIR})")
+    memory = parser.add_argument_group("memory (the transformer's weights; README: Memory)")
+    memory.add_argument("--use-fp8", action="store_true",
+                        help="keep the transformer blocks' linear weights in float8_e4m3fn with one scale per tensor (upstream's "
+                             "--use-fp8 and its rounding), dequantised one block at a time: about half the weight memory")
+    memory.add_argument("--use-cpu-offload", "--cpu-offload", dest="cpu_offload", action="store_true",
+                        help="keep the transformer's double and single blocks in pinned host memory and copy each block to the "
+                             "device when the scan runs it (HunyuanVideo's --use-cpu-offload, HunyuanCustom's --cpu-offload)")
+    memory.add_argument("--residency", choices=RESIDENCY_CHOICES, default="auto",
+                        help="resident: the transformer stays placed once loaded; sequential: it is placed after the text "
+                             "encoders ran and freed before the VAE decodes; auto (default): resident where the memory plan "
+                             "fits the device, else sequential")
+    memory.add_argument("--dry-run", action="store_true",
+                        help="check everything, load no weights, compile the run's programs abstractly and print the memory "
+                             "plan per device (last line: one JSON object)")
     mesh = parser.add_argument_group("several devices (the config's `parallel` section; --config.parallel.mesh.data=2 ...)")
     mesh.add_argument("--ulysses-degree", type=int, help="devices that split the attention heads of the joint sequence "
                       "(Ulysses; must divide the model's heads, 24 for the 13B); times --ring-degree devices of context parallelism")
@@ -109,6 +125,9 @@ class Plan:
     custom: object = None  # CustomInputs in HunyuanCustom mode
     step_cache: bool = True
     compile_cache: str = ""
+    memory: MemoryMode = MemoryMode()
+    residency: str = "auto"
+    dry_run: bool = False
 
 
 def plan(argv) -> Plan:
@@ -151,14 +170,17 @@ def plan(argv) -> Plan:
             inputs, options = read_custom_inputs(args, config, paths, options)
             paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
         else:
-            paths.check(config.get("allow_random_weights", False))
+            paths.check(config.get("allow_random_weights", False) or args.dry_run)  # a dry run loads no weights
+        if custom and args.dry_run:
+            raise ValueError("--dry-run plans text-to-video runs; leave out the HunyuanCustom inputs to plan the base model")
         save_path = writable_folder(Path(args.save_path))
         if args.compile_cache:
             writable_folder(Path(args.compile_cache), "compiled programs", "pass a writable --compile-cache, or '' to turn it off")
     except (ValueError, KeyError, FileNotFoundError) as error:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
-    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache)
+    return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache,
+                MemoryMode(fp8=args.use_fp8, offload=args.cpu_offload), args.residency, args.dry_run)
 
 
 def set_parallel(config, args) -> None:
@@ -232,6 +254,42 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}_{words}{suffix}"
 
 
+def planned_residency(p: Plan, parallel, say) -> str:
+    """The residency to run with. A dry run prints the memory plan (its last line one JSON
+    object); where the device reports its memory, the plan picks `auto`'s residency and a run
+    that cannot fit is refused (ValueError) before anything loads."""
+    import json
+
+    from hyv_jax.sampling.memory_plan import choose_residency, device_capacity, plan_memory
+
+    capacity = device_capacity()
+    if p.custom is not None or not (p.dry_run or capacity is not None):
+        return "resident" if p.residency == "auto" else p.residency
+    plan = choose_residency(plan_memory(p.config, p.options, parallel=parallel, memory=p.memory, text_length=text_tokens(p),
+                                        capacity=capacity), p.residency)
+    if p.dry_run:
+        for line in plan.lines():
+            say(line)
+        say(json.dumps(plan.summary()))
+    else:
+        peak, phase = plan.peak
+        say(f"memory: weights {plan.mode}, residency {plan.residency}; planned peak {peak / 2**30:.1f} GiB per device "
+            f"({phase}) of {capacity / 2**30:.1f} GiB")
+    return plan.residency
+
+
+def text_tokens(p: Plan) -> int | None:
+    """LLM tokens after the template crop, counted with the run's tokenizer where there is one
+    without weights to load (None: the plan takes upstream's crop)."""
+    from hyv_jax.loading.models import load_text_encoder
+
+    try:
+        encoder = load_text_encoder(p.config.text_encoder, llm_dir=p.paths.llm, clip_dir=p.paths.clip)
+    except ValueError:  # no tokenizer: neither a converted LLM folder nor shipped ones
+        return None
+    return encoder.llm_tokenizer.max_length - encoder.crops["image" if p.options.frames == 1 else "video"]
+
+
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
     import jax
@@ -264,17 +322,21 @@ def main(argv=None) -> list[Path]:
         say(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
             f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
             f"DIRECTION in {'/'.join(DIRECTIONS)}")
-    elif p.paths.missing():
+    elif p.paths.missing() and not p.dry_run:
         say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
+    residency = planned_residency(p, parallel, say)
+    if p.dry_run:
+        return []
     fps, audio, sample_rate = FPS, None, None
     if p.custom is not None:
         from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
         from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
-        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel)
+        pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel,
+                                                   memory=p.memory, residency=residency)
         fps, audio, sample_rate = CUSTOM_FPS, p.custom.audio, SAMPLE_RATE
         run = lambda: pipeline(p.prompt, p.custom, o, step_cache=p.step_cache, progress=lead)  # noqa: E731
     else:
-        pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel)
+        pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, memory=p.memory, residency=residency)
         run = lambda: pipeline(p.prompt, o, progress=lead)  # noqa: E731
     start = time.perf_counter()
     videos = run()

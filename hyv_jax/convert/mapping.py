@@ -83,9 +83,10 @@ def check_rules(rules: Sequence[Rule], source_shapes: Mapping[str, tuple], targe
 
 
 def torch_to_jax(source, rules: Sequence[Rule], target_shapes: Mapping[Path, tuple], dtype, what: str = "checkpoint") -> dict[Path, np.ndarray]:
-    """Fills one numpy array per JAX parameter (in `dtype`) from a TensorSource, tensor by tensor."""
+    """Fills one numpy array per JAX parameter (in `dtype`, or per path: {path: dtype}) from a
+    TensorSource, tensor by tensor."""
     check_rules(rules, {k: source.shape(k) for k in source.keys()}, target_shapes, what)
-    out = {path: np.empty(shape, dtype) for path, shape in target_shapes.items()}
+    out = {path: np.empty(shape, dtype[path] if isinstance(dtype, Mapping) else dtype) for path, shape in target_shapes.items()}
     for rule in rules:
         parts = rule.transform.to_jax(source.get(rule.source), [_slot_shape(s, target_shapes) for s in rule.targets])
         for slot, part in zip(rule.targets, parts, strict=True):

@@ -102,6 +102,10 @@ class CompiledStep:
     def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry):
         return self._jitted(state, latents, t, sigma, sigma_next, conditions, carry)
 
+    def lower(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry) -> jax.stages.Lowered:
+        """The step lowered for these (abstract or real) arguments, for memory plans."""
+        return self._jitted.lower(state, latents, t, sigma, sigma_next, conditions, carry)
+
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,
             progress: bool = True):
