@@ -103,7 +103,8 @@ class MemoryPlan:
             "vae_decode_peak_bytes": self.part("decode", "VAE decode"),
             "peak_device_bytes": peak,
             "peak_phase": phase,
-            "phases": {ph: {p.what: p.bytes for p in self.parts if p.phase == ph} for ph in PHASES},
+            "phases": {ph: {what: self.part(ph, what) for what in dict.fromkeys(p.what for p in self.parts if p.phase == ph)}
+                       for ph in PHASES},
             "host_weights_bytes": self.host_bytes,
             "device_capacity_bytes": self.capacity,
             "tokens": self.video_tokens + self.text_tokens,

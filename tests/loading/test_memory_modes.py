@@ -13,7 +13,7 @@ from configs import load_config
 from hyv_jax.loading.memory_modes import MemoryMode
 from hyv_jax.loading.models import load_transformer
 from hyv_jax.models.transformer import TransformerConfig
-from hyv_jax.nn.fp8 import FP8, Fp8Weight, materialize
+from hyv_jax.nn.fp8 import Fp8Weight, materialize
 from hyv_jax.parallel.plan import ParallelPlan
 
 TINY = TransformerConfig.from_mapping(load_config("configs/tiny.py").transformer)
