@@ -4,7 +4,8 @@ Models (--model, default transformer); reads (layout detected from the key names
   transformer, original Tencent layout: mp_rank_00_model_states.pt ({"module": ...},
       {"ema": ...} or a bare state dict), or the same keys in .safetensors;
   transformer, fp8: mp_rank_00_model_states_fp8.pt with --fp8-map
-      mp_rank_00_model_states_fp8_map.pt (weights dequantised as w8 * scale);
+      mp_rank_00_model_states_fp8_map.pt (weights dequantised as w8 * scale; with --fp8 kept in
+      fp8 with their scales);
   transformer, diffusers layout: diffusion_pytorch_model.safetensors, or a folder / *.index.json
       of sharded safetensors (HunyuanVideoTransformer3DModel names);
   custom (HunyuanCustom DiT, with --config configs/hunyuan_custom.py): hunyuancustom_720P,
@@ -32,10 +33,14 @@ Hunyuan-DiT (with --config configs/hunyuan_dit.py, or configs/hunyuan_dit_v1_1.p
 Writes: an Orbax checkpoint folder (params/ + hyv_jax.json) in --dtype (default: bfloat16 for
 the transformer, float16 for the text encoders (the precision they run in upstream), float32 for
 the VAEs). Tensors stream one at a time from memory-mapped files. Only floating-point tensors
-are read (fp8 only with --fp8-map) and every converted value must be finite in --dtype. The
-folder is written beside --out under a hidden name and renamed to --out when complete; an
-existing --out is replaced only with --overwrite, only if it is a converted checkpoint of the
-same model holding nothing else, and only after the new one is whole.
+are read (fp8 only with --fp8-map) and every converted value must be finite in --dtype.
+--fp8 (transformers): the blocks' Linear weights as float8_e4m3fn with one float32 scale per
+weight (upstream's --use-fp8 set), from an fp8 release with its map as stored, or quantised from
+any other checkpoint with upstream's rounding; sample.py --use-fp8 keeps them so on the device
+(without it they load dequantised). The folder is written beside --out under a hidden name and
+renamed to --out when complete; an existing --out is replaced only with --overwrite, only if it
+is a converted checkpoint of the same model holding nothing else, and only after the new one is
+whole.
 
 Export (to-torch): an Orbax checkpoint back to a .safetensors file in the original or the
 diffusers layout.
@@ -49,6 +54,7 @@ Examples:
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states.pt --out ckpts/hyv_jax/transformer
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states_fp8.pt \\
       --fp8-map ckpts/.../mp_rank_00_model_states_fp8_map.pt --out ckpts/hyv_jax/transformer
+  python convert_torch_weights.py to-jax --fp8 --checkpoint ckpts/.../mp_rank_00_model_states.pt --out ckpts/hyv_jax/transformer_fp8
   python convert_torch_weights.py to-jax --model vae --checkpoint ckpts/.../vae/pytorch_model.pt --out ckpts/hyv_jax/vae
   python convert_torch_weights.py to-jax --model llm --checkpoint ckpts/text_encoder --out ckpts/hyv_jax/llm
   python convert_torch_weights.py to-jax --model clip --checkpoint ckpts/text_encoder_2 --out ckpts/hyv_jax/clip
@@ -150,6 +156,8 @@ def parse_args(argv):
     to_jax.add_argument("--model", default="transformer", choices=sorted(MODELS), help="which model the checkpoint holds")
     to_jax.add_argument("--checkpoint", required=True, help=".pt/.pth/.safetensors file, a folder of shards, or an *.index.json")
     to_jax.add_argument("--fp8-map", help="the *_fp8_map.pt scale map of an fp8 checkpoint")
+    to_jax.add_argument("--fp8", action="store_true", help="transformers: store the blocks' Linear weights in float8_e4m3fn "
+                        "with per-tensor scales (kept from an fp8 release, else quantised as upstream) for sample.py --use-fp8")
     to_jax.add_argument("--out", required=True, help="output folder (Orbax checkpoint)")
     to_jax.add_argument("--overwrite", action="store_true",
                         help="replace an existing converted checkpoint of the same model at --out (once the new one is complete)")
@@ -213,13 +221,14 @@ def main(argv=None):
         self_check(TransformerConfig.from_mapping(load_config(args.config, overrides).transformer))
     elif args.command == "to-jax":
         model = MODELS[args.model]
-        if args.fp8_map and args.model not in ("transformer", "custom"):
-            raise SystemExit("--fp8-map applies to the transformers only")
+        if (args.fp8_map or args.fp8) and args.model not in ("transformer", "custom"):
+            raise SystemExit("--fp8-map and --fp8 apply to the transformers only")
         config = model.config_from_mapping(load_config(args.config, overrides)[model.config_section])
         check_replaceable(args.out, model.kind, args.overwrite, model.files)  # before the long part
         dtype = args.dtype or model.default_dtype
-        model.convert(args.checkpoint, config, args.out, dtype=DTYPES[dtype], fp8_map=args.fp8_map, overwrite=args.overwrite)
-        print(f"wrote {args.out} ({args.model}, {dtype}) from {args.checkpoint}")
+        model.convert(args.checkpoint, config, args.out, dtype=DTYPES[dtype], fp8_map=args.fp8_map, overwrite=args.overwrite,
+                      **({"fp8": True} if args.fp8 else {}))
+        print(f"wrote {args.out} ({args.model}, {dtype}{', fp8 block weights' if args.fp8 else ''}) from {args.checkpoint}")
     else:
         out = Path(args.out)
         if out.is_dir():

@@ -49,12 +49,14 @@ from pathlib import Path
 from configs import load_config
 from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
+from hyv_jax.loading.memory_modes import MemoryMode
 from hyv_jax.loading.paths import CustomPaths, DiTPaths, ModelPaths
 from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
 from hyv_jax.sampling.ddpm_solvers import SOLVERS
 from hyv_jax.sampling.hunyuan_dit_options import ImageSamplingOptions
 from hyv_jax.sampling.noise import NOISE_DTYPES
 from hyv_jax.sampling.options import SamplingOptions
+from hyv_jax.sampling.residency import RESIDENCY_CHOICES
 from hyv_jax.sampling.sizes import editing_frames, official_size
 from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
@@ -105,6 +107,20 @@ def parse_args(argv):
                              "0 off, the default; about 0.05-0.1: faster at some cost in fidelity)")
     parser.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
                         help=f"keep compiled programs here for the next run ('' : off; default ${ENV} or {DEFAULT_DIR})")
+    memory = parser.add_argument_group("memory (the transformer's weights; README: Memory)")
+    memory.add_argument("--use-fp8", action="store_true",
+                        help="keep the transformer blocks' linear weights in float8_e4m3fn with one scale per tensor (upstream's "
+                             "--use-fp8 and its rounding), dequantised one block at a time: about half the weight memory")
+    memory.add_argument("--use-cpu-offload", "--cpu-offload", dest="cpu_offload", action="store_true",
+                        help="keep the transformer's double and single blocks in pinned host memory and copy each block to the "
+                             "device when the scan runs it (HunyuanVideo's --use-cpu-offload, HunyuanCustom's --cpu-offload)")
+    memory.add_argument("--residency", choices=RESIDENCY_CHOICES, default="auto",
+                        help="resident: the transformer stays placed once loaded; sequential: it is placed after the text "
+                             "encoders ran and freed before the VAE decodes; auto (default): resident where the memory plan "
+                             "fits the device, else sequential")
+    memory.add_argument("--dry-run", action="store_true",
+                        help="check everything, load no weights, compile the run's programs abstractly and print the memory "
+                             "plan per device (last line: one JSON object)")
     mesh = parser.add_argument_group("several devices (the config's `parallel` section; --config.parallel.mesh.data=2 ...)")
     mesh.add_argument("--ulysses-degree", type=int, help="devices that split the attention heads of the joint sequence "
                       "(Ulysses; must divide the model's heads, 24 for the 13B); times --ring-degree devices of context parallelism")
@@ -176,6 +192,10 @@ class Plan:
     jobs: tuple = ()  # Job per video batch to sample (one, or the --input-json items)
     ip_cfg_scale: float = 0.0
     notes: tuple[str, ...] = ()  # about flags that do less than one might think (printed by main)
+    memory: MemoryMode = MemoryMode()
+    residency: str = "auto"
+    dry_run: bool = False
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +212,8 @@ def plan(argv) -> Plan:
     try:
         items = batch_items(args) if args.input_json else []
         custom = bool(args.ref_image or args.input_audio or args.input_video or args.mask_video)
+        if custom and args.dry_run:
+            raise ValueError("--dry-run plans text-to-video runs; leave out the HunyuanCustom inputs to plan the base model")
         base = Path(args.model_base) if args.model_base else None
         paths = ModelPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None) for name in ModelPaths.__dataclass_fields__})
         no_checkpoints = len(paths.missing()) == 4
@@ -214,6 +236,11 @@ def plan(argv) -> Plan:
         set_precisions(config, args)
         set_parallel(config, args)
         if image:
+            memory_flags = [f for f, on in (("--use-fp8", args.use_fp8), ("--use-cpu-offload", args.cpu_offload),
+                                             ("--dry-run", args.dry_run), ("--residency", args.residency != "auto")) if on]
+            if memory_flags:
+                raise ValueError(f"{' '.join(memory_flags)} apply to the HunyuanVideo transformers, not to Hunyuan-DiT "
+                                 f"({config_path}): leave {'them' if len(memory_flags) > 1 else 'it'} out")
             return plan_images(args, config, config_path, base)
         size = None
         if args.video_size:
@@ -260,7 +287,7 @@ def plan(argv) -> Plan:
         elif args.ip_cfg_scale:
             raise ValueError("--ip-cfg-scale is HunyuanCustom's: add --ref-image")
         else:
-            paths.check(config.get("allow_random_weights", False))
+            paths.check(config.get("allow_random_weights", False) or args.dry_run)  # a dry run loads no weights
         loras = read_loras(config, args.lora, custom, args.lora_skip_unknown) if args.lora else ()
         # hyvideo's sample_video.py:20 and hymm_sp/sample_batch.py:27
         save_path = writable_folder(Path(f"{args.save_path}_{args.save_path_suffix}" if args.save_path_suffix else args.save_path))
@@ -270,7 +297,8 @@ def plan(argv) -> Plan:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.add_pos_prompt + prompt
     return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, tuple(loras),
-                args.fps, tuple(jobs) or (Job(prompt, options, inputs),), args.ip_cfg_scale, tuple(notes))
+                args.fps, tuple(jobs) or (Job(prompt, options, inputs),), args.ip_cfg_scale, tuple(notes),
+                MemoryMode(fp8=args.use_fp8, offload=args.cpu_offload), args.residency, args.dry_run)
 
 
 def lora_spec(text: str) -> tuple[str, float]:
@@ -447,6 +475,42 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}_{words}{suffix}"
 
 
+def planned_residency(p: Plan, parallel, say) -> str:
+    """The residency to run with. A dry run prints the memory plan (its last line one JSON
+    object); where the device reports its memory, the plan picks `auto`'s residency and a run
+    that cannot fit is refused (ValueError) before anything loads."""
+    import json
+
+    from hyv_jax.sampling.memory_plan import choose_residency, device_capacity, plan_memory
+
+    capacity = device_capacity()
+    if p.custom is not None or not (p.dry_run or capacity is not None):
+        return "resident" if p.residency == "auto" else p.residency
+    plan = choose_residency(plan_memory(p.config, p.options, parallel=parallel, memory=p.memory, text_length=text_tokens(p),
+                                        capacity=capacity), p.residency)
+    if p.dry_run:
+        for line in plan.lines():
+            say(line)
+        say(json.dumps(plan.summary()))
+    else:
+        peak, phase = plan.peak
+        say(f"memory: weights {plan.mode}, residency {plan.residency}; planned peak {peak / 2**30:.1f} GiB per device "
+            f"({phase}) of {capacity / 2**30:.1f} GiB")
+    return plan.residency
+
+
+def text_tokens(p: Plan) -> int | None:
+    """LLM tokens after the template crop, counted with the run's tokenizer where there is one
+    without weights to load (None: the plan takes upstream's crop)."""
+    from hyv_jax.loading.models import load_text_encoder
+
+    try:
+        encoder = load_text_encoder(p.config.text_encoder, llm_dir=p.paths.llm, clip_dir=p.paths.clip)
+    except ValueError:  # no tokenizer: neither a converted LLM folder nor shipped ones
+        return None
+    return encoder.llm_tokenizer.max_length - encoder.crops["image" if p.options.frames == 1 else "video"]
+
+
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
     from hyv_jax.parallel.devices import cpu_fallback_warning, device_summary
@@ -483,22 +547,26 @@ def main(argv=None) -> list[Path]:
         say(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
             f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
             f"DIRECTION in {'/'.join(DIRECTIONS)}")
-    elif p.paths.missing():
+    elif p.paths.missing() and not p.dry_run:
         say(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline works, not a real video")
     for updates, scale in p.loras:
         say(f"LoRA {updates.summary()}; scale {scale}")
+    residency = planned_residency(p, parallel, say)
+    if p.dry_run:
+        return []
     fps, sample_rate = p.fps or FPS, None
     with out_of_memory_advice(p.config_path, o):
         if p.custom is not None:
             from hyv_jax.sampling.custom_pipeline import FPS as CUSTOM_FPS
             from hyv_jax.sampling.custom_pipeline import SAMPLE_RATE, CustomVideoPipeline
             pipeline = CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel,
-                                                       loras=p.loras)
+                                                       memory=p.memory, residency=residency, loras=p.loras)
             fps, sample_rate = p.fps or CUSTOM_FPS, SAMPLE_RATE
             run = lambda job: pipeline(job.prompt, job.inputs, job.options, step_cache=p.step_cache,  # noqa: E731
                                        ip_cfg_scale=p.ip_cfg_scale, progress=lead)
         else:
-            pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, loras=p.loras)
+            pipeline = TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, memory=p.memory, residency=residency,
+                                                       loras=p.loras)
             run = lambda job: pipeline(job.prompt, job.options, progress=lead)  # noqa: E731
     written = []
     for job in p.jobs:  # one pipeline: the compiled programs of the first job serve the others
@@ -525,8 +593,8 @@ def out_of_memory_advice(config_path: str, o: SamplingOptions):
             raise
         what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MemoryError(f"out of memory sampling {o.num_videos} video(s) of {o.height}x{o.width}x{o.frames} with "
-                          f"{config_path} ({what}); use a smaller --video-size or --video-length, fewer --num-videos, "
-                          f"--precision bf16, or split the video over more devices (--ulysses-degree, --ring-degree)") from None
+                          f"{config_path} ({what}); see the plan with --dry-run; use --use-fp8 and/or --use-cpu-offload, "
+                          f"a smaller --video-size or --video-length, fewer --num-videos, --precision bf16, or split the video over more devices (--ulysses-degree, --ring-degree)") from None
 
 
 def sample_images(p: Plan, parallel, say, lead: bool) -> list[Path]:

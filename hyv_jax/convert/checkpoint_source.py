@@ -148,11 +148,12 @@ def _sharded_files(index: Path) -> list[Path]:
     return [index.parent / name for name in sorted(set(weight_map.values()))]
 
 
-def open_checkpoint(path: str | Path, fp8_map: str | Path | None = None, dtype=np.float32) -> TensorSource:
+def open_checkpoint(path: str | Path, fp8_map: str | Path | None = None, dtype=np.float32, *, keep_fp8: bool = False) -> TensorSource:
     """Opens a file or folder; `fp8_map` is the `*_fp8_map.pt` of an fp8 checkpoint, whose
     weights are then dequantised in `dtype` (the dtype they are converted to), as upstream does
     in its model dtype. fp8 tensors without a map are refused: their values are meaningless
-    without the scales."""
+    without the scales, unless `keep_fp8` (the caller reads them raw and pairs them with the
+    map's scales itself: convert/fp8_weights.py)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -171,7 +172,7 @@ def open_checkpoint(path: str | Path, fp8_map: str | Path | None = None, dtype=n
     else:
         raise ValueError(f"{path}: unknown checkpoint format; expected .safetensors, an index json, a folder, or {TORCH_SUFFIXES}")
     fp8 = [k for k, d in source.dtypes.items() if d in FP8_DTYPES]
-    if fp8_map is None and fp8:
+    if fp8_map is None and fp8 and not keep_fp8:
         raise ValueError(f"{path} stores {len(fp8)} tensors in fp8 (e.g. {fp8[0]}), which mean nothing without their scales: "
                          f"pass the scale map with --fp8-map (mp_rank_00_model_states_fp8_map.pt beside the checkpoint)")
     if fp8_map is not None and not fp8:

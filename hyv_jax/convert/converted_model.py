@@ -51,9 +51,18 @@ def _plain(value):
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def plain_info(directory: str | Path, kind: str) -> dict:
+    """checked_info of a folder without fp8 weights (those load through hyv_jax.loading)."""
+    info = checked_info(directory, kind)
+    if info.get("fp8"):
+        raise ValueError(f"{directory} stores fp8 weights (converted with --fp8): load it with "
+                         "hyv_jax.loading.models.load_transformer (sample.py does), or convert the checkpoint without --fp8")
+    return info
+
+
 def read_converted(directory: str | Path, kind: str, config_from_mapping: Callable, abstract_model: Callable) -> tuple[object, dict]:
     """The config and flat parameters (numpy, in the stored dtype) of a converted checkpoint."""
-    info = checked_info(directory, kind)
+    info = plain_info(directory, kind)
     config = config_from_mapping(info["config"])
     shapes = param_shapes(abstract_model(config))
     return config, restore_params(directory, shapes, {p: np.dtype(info["dtype"]) for p in shapes}, hint=_config_hint(info, config))
@@ -64,9 +73,8 @@ def restore_model(directory: str | Path, kind: str, config_from_mapping: Callabl
     """The model with parameters from a converted checkpoint, cast to the config's param dtype.
     `config` overrides the stored one (e.g. another compute dtype); `shardings` maps parameter
     paths to shardings so each parameter lands directly on its devices."""
-    info = checked_info(directory, kind)
-    stored = config_from_mapping(info["config"])
-    config = config or stored
+    info = plain_info(directory, kind)
+    config = config or config_from_mapping(info["config"])
     graphdef, state = nnx.split(abstract_model(config))
     shapes = param_shapes(nnx.merge(graphdef, state))
     flat = restore_params(directory, shapes, {p: jnp.dtype(config.param_dtype) for p in shapes}, shardings, _config_hint(info, config))

@@ -84,17 +84,19 @@ def check_rules(rules: Sequence[Rule], source_shapes: Mapping[str, tuple], targe
 
 
 def torch_to_jax(source, rules: Sequence[Rule], target_shapes: Mapping[Path, tuple], dtype, what: str = "checkpoint") -> dict[Path, np.ndarray]:
-    """Fills one numpy array per JAX parameter (in `dtype`) from a TensorSource, tensor by tensor.
-    Only floating-point tensors are read (integers would be cast silently; fp8 needs its scales),
-    and every converted value must be finite: NaN/inf in the checkpoint, or values beyond the
-    range of `dtype` (float16), are refused with the parameter named."""
+    """Fills one numpy array per JAX parameter (in `dtype`, or per path: {path: dtype}) from a
+    TensorSource, tensor by tensor. Only floating-point tensors are read (integers would be cast
+    silently; fp8 needs its scales, unless it is kept as fp8), and every converted value must be
+    finite: NaN/inf in the checkpoint, or values beyond the range of `dtype` (float16), are
+    refused with the parameter named."""
     check_rules(rules, {k: source.shape(k) for k in source.keys()}, target_shapes, what)
+    out = {path: np.empty(shape, dtype[path] if isinstance(dtype, Mapping) else dtype) for path, shape in target_shapes.items()}
+    kept_fp8 = {r.source for r in rules if all(out[s.path].dtype in _FP8 for s in r.targets)}
     for rule in rules:  # what the files say, before anything is read
-        _check_float(source, rule.source, source.dtypes.get(rule.source))
-    out = {path: np.empty(shape, dtype) for path, shape in target_shapes.items()}
+        _check_float(source, rule.source, source.dtypes.get(rule.source), rule.source in kept_fp8)
     for rule in rules:
         array = source.get(rule.source)
-        _check_float(source, rule.source, array.dtype)
+        _check_float(source, rule.source, array.dtype, rule.source in kept_fp8)
         parts = rule.transform.to_jax(array, [_slot_shape(s, target_shapes) for s in rule.targets])
         for slot, part in zip(rule.targets, parts, strict=True):
             target = out[slot.path] if slot.layer is None else out[slot.path][slot.layer]
@@ -109,8 +111,8 @@ _FP8 = {np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2)}
 _FLOATS = {np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
 
 
-def _check_float(source, name: str, dtype) -> None:
-    if dtype is None or np.dtype(dtype) in _FLOATS:
+def _check_float(source, name: str, dtype, fp8_kept: bool = False) -> None:
+    if dtype is None or np.dtype(dtype) in _FLOATS or (fp8_kept and np.dtype(dtype) in _FP8):
         return
     if np.dtype(dtype) in _FP8:
         raise CheckpointMismatch(f"{source.description}: {name} is stored in {np.dtype(dtype)} without a scale; "

@@ -128,6 +128,10 @@ class CompiledStep:
             barrier("compiled denoising step")
         return self._executables[key](*args)
 
+    def lower(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry) -> jax.stages.Lowered:
+        """The step lowered for these (abstract or real) arguments, for memory plans."""
+        return self._jitted.lower(state, latents, t, sigma, sigma_next, conditions, carry)
+
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,
             progress: bool = True, ip_scales: np.ndarray | None = None):
