@@ -130,7 +130,7 @@ class CompiledStep:
 
     def lower(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry) -> jax.stages.Lowered:
         """The step lowered for these (abstract or real) arguments, for memory plans."""
-        return self._jitted.lower(state, latents, t, sigma, sigma_next, conditions, carry)
+        return self._jitted.lower(state, latents, t, sigma, sigma_next, conditions, carry, np.float32(0.0))
 
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,

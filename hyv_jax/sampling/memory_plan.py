@@ -40,6 +40,7 @@ from hyv_jax.models.text.llama import LlamaConfig
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
 from hyv_jax.models.vae_tiling import UNTILED, tiled_apply
+from hyv_jax.nn.causal_conv import accelerator_form
 from hyv_jax.parallel.plan import ParallelPlan, local_mesh
 from hyv_jax.sampling.denoise import CompiledStep, FullModel, StepConditions
 from hyv_jax.sampling.first_block_cache import FirstBlockCache
@@ -262,9 +263,10 @@ def decode_parts(vc: VAEConfig, options: SamplingOptions) -> list[Part]:
                                                                       vc.latent_channels, vc.temporal_ratio, vc.spatial_ratio)), dtype)
     video = jax.eval_shape(lambda z: tiled_apply(record, z, vc.decode_plan() if options.vae_tiling else UNTILED), latents)
     tile = max(tiles, key=math.prod)
-    program = jax.jit(lambda s, z: nnx.merge(graphdef, s).decode_frames(z)).lower(
-        placed_state, jax.ShapeDtypeStruct(tile, dtype, sharding=_replicated(None))).compile(
-        compiler_options=CHEAP_CODEGEN if _standin() else None)
+    with accelerator_form():  # the 3D convolutions as a GPU/TPU runs them, not as 2D taps on CPU (nn/causal_conv.py)
+        program = jax.jit(lambda s, z: nnx.merge(graphdef, s).decode_frames(z)).lower(
+            placed_state, jax.ShapeDtypeStruct(tile, dtype, sharding=_replicated(None))).compile(
+            compiler_options=CHEAP_CODEGEN if _standin() else None)
     analysis = program.memory_analysis()
     tile_peak = math.prod(tile) * dtype.itemsize + analysis.temp_size_in_bytes + analysis.output_size_in_bytes
     frames = math.prod(video.shape)
@@ -325,7 +327,7 @@ def _step_inputs(tc: TransformerConfig, options, parallel, text_length, latents_
     def placed(shape, dtype):
         return jax.ShapeDtypeStruct(shape, dtype, sharding=parallel.batch_sharding(shape) if parallel else _replicated(None))
 
-    guidance = embedded_guidance(options.embedded_guidance if tc.guidance_embed else None, model_batch)
+    guidance = embedded_guidance(options.embedded_guidance if tc.guidance_embed else None, model_batch, tc.dtype)
     conditions = StepConditions(placed((model_batch, text_length, tc.text_states_dim), np.float32),
                                 placed((model_batch, text_length), np.int32), placed((model_batch, tc.text_states_dim_2), np.float32),
                                 None if guidance is None else placed(guidance.shape, np.float32), placed((), np.float32), {})
