@@ -41,7 +41,7 @@ def files(tmp_path_factory):
 
 @pytest.mark.parametrize("argv, message", [
     (["--video-size", "100000", "100000"], "100000x100000x9 frames is 117,187,500 latent tokens per video, more than 1,048,576"),
-    (["--video-size", "40", "64"], "video height 40 must be a positive multiple of 16 (try 32 or 48)"),
+    (["--video-size", "0", "64"], "--video-size takes one positive size (a square) or height and width, got [0, 64]"),
     (["--flow-shift", "nan"], "flow_shift (--flow-shift) must be a finite number, got nan"),
     (["--embedded-cfg-scale", "inf"], "embedded_guidance (--embedded-cfg-scale) must be a finite number, got inf"),
     (["--cfg-scale", "nan"], "cfg_scale (--cfg-scale) must be a finite number"),

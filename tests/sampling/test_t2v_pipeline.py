@@ -182,7 +182,7 @@ def test_non_finite_latents_stop_the_loop_naming_the_step_before_decoding(pipeli
     # a later step: the loop itself with a step that goes wrong at its third call
     schedule = FlowSchedule.create(5, 7.0)
 
-    def step(state, latents, t, sigma, sigma_next, conditions, carry):
+    def step(state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
         latents = latents * (np.nan if len(seen) == 2 else 1.0)
         seen.append(t)
         return latents, carry, jnp.isfinite(latents).all()
