@@ -110,8 +110,8 @@ def test_running_out_of_device_memory_gives_advice(monkeypatch, capsys, tmp_path
                           "--video-size", "720", "1280", "--video-length", "129"], capsys)
     assert code == 1 and out.err.splitlines()[-1] == (
         "sample.py: error: out of memory sampling 1 video(s) of 720x1280x129 with configs/tiny.py (RESOURCE_EXHAUSTED: Out of "
-        "memory while trying to allocate 1254130221056 bytes.); use a smaller --video-size or --video-length, fewer --num-videos, "
-        "--precision bf16, or split the video over more devices (--ulysses-degree, --ring-degree)")
+        "memory while trying to allocate 1254130221056 bytes.); see the plan with --dry-run; use --use-fp8 and/or --use-cpu-offload, "
+        "a smaller --video-size or --video-length, fewer --num-videos, --precision bf16, or split the video over more devices (--ulysses-degree, --ring-degree)")
 
 
 def test_long_chinese_prompts_and_runs_in_the_same_second_each_keep_their_video(monkeypatch, capsys, tmp_path):
