@@ -74,7 +74,7 @@ class Sampler:
             start = time.perf_counter()
             videos = sample.sample_job(pipeline, p, job, progress=True)
             seconds = time.perf_counter() - start
-            (path,) = sample.write_outputs(p.save_path, job, videos, *sample.output_rates(p))
+            (path,) = sample.save_videos(p.save_path, job, videos, *sample.output_rates(p))
         except Exception as error:  # noqa: BLE001 - the page shows one line, the console the traceback
             traceback.print_exc()
             raise RequestError(error_line("app.py", error)) from None

@@ -4,7 +4,8 @@ Models (--model, default transformer); reads (layout detected from the key names
   transformer, original Tencent layout: mp_rank_00_model_states.pt ({"module": ...},
       {"ema": ...} or a bare state dict), or the same keys in .safetensors;
   transformer, fp8: mp_rank_00_model_states_fp8.pt with --fp8-map
-      mp_rank_00_model_states_fp8_map.pt (weights dequantised as w8 * scale);
+      mp_rank_00_model_states_fp8_map.pt (weights dequantised as w8 * scale; with --fp8 kept in
+      fp8 with their scales);
   transformer, diffusers layout: diffusion_pytorch_model.safetensors, or a folder / *.index.json
       of sharded safetensors (HunyuanVideoTransformer3DModel names);
   custom (HunyuanCustom DiT, with --config configs/hunyuan_custom.py): hunyuancustom_720P,
@@ -31,8 +32,15 @@ Hunyuan-DiT (with --config configs/hunyuan_dit.py, or configs/hunyuan_dit_v1_1.p
       AutoencoderKL names.
 Writes: an Orbax checkpoint folder (params/ + hyv_jax.json) in --dtype (default: bfloat16 for
 the transformer, float16 for the text encoders (the precision they run in upstream), float32 for
-the VAE). Tensors stream one at a time from
-memory-mapped files.
+the VAEs). Tensors stream one at a time from memory-mapped files. Only floating-point tensors
+are read (fp8 only with --fp8-map) and every converted value must be finite in --dtype.
+--fp8 (transformers): the blocks' Linear weights as float8_e4m3fn with one float32 scale per
+weight (upstream's --use-fp8 set), from an fp8 release with its map as stored, or quantised from
+any other checkpoint with upstream's rounding; sample.py --use-fp8 keeps them so on the device
+(without it they load dequantised). The folder is written beside --out under a hidden name and
+renamed to --out when complete; an existing --out is replaced only with --overwrite, only if it
+is a converted checkpoint of the same model holding nothing else, and only after the new one is
+whole.
 
 Export (to-torch): an Orbax checkpoint back to a .safetensors file in the original or the
 diffusers layout.
@@ -46,6 +54,7 @@ Examples:
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states.pt --out ckpts/hyv_jax/transformer
   python convert_torch_weights.py to-jax --checkpoint ckpts/.../mp_rank_00_model_states_fp8.pt \\
       --fp8-map ckpts/.../mp_rank_00_model_states_fp8_map.pt --out ckpts/hyv_jax/transformer
+  python convert_torch_weights.py to-jax --fp8 --checkpoint ckpts/.../mp_rank_00_model_states.pt --out ckpts/hyv_jax/transformer_fp8
   python convert_torch_weights.py to-jax --model vae --checkpoint ckpts/.../vae/pytorch_model.pt --out ckpts/hyv_jax/vae
   python convert_torch_weights.py to-jax --model llm --checkpoint ckpts/text_encoder --out ckpts/hyv_jax/llm
   python convert_torch_weights.py to-jax --model clip --checkpoint ckpts/text_encoder_2 --out ckpts/hyv_jax/clip
@@ -59,6 +68,7 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -75,8 +85,8 @@ from hyv_jax.convert.hunyuan_dit_text_checkpoint import convert_hunyuan_dit_text
 from hyv_jax.convert.sdxl_vae_checkpoint import MODEL_KIND as SDXL_VAE_KIND
 from hyv_jax.convert.sdxl_vae_checkpoint import convert_sdxl_vae, export_torch_sdxl_vae, read_converted_sdxl_vae
 from hyv_jax.convert.safetensors_io import write_safetensors
-from hyv_jax.convert.orbax_io import read_info
-from hyv_jax.convert.text_checkpoint import CLIP, LLM, convert_text, export_torch_text, read_converted_text
+from hyv_jax.convert.orbax_io import check_replaceable, read_info
+from hyv_jax.convert.text_checkpoint import CLIP, LLM, TOKENIZER_EXTRAS, TOKENIZER_FILE, convert_text, export_torch_text, read_converted_text
 from hyv_jax.convert.transformer_checkpoint import LAYOUTS, convert_transformer, export_torch_transformer, read_converted_transformer
 from hyv_jax.convert.transformer_checkpoint import MODEL_KIND as TRANSFORMER_KIND
 from hyv_jax.convert.vae_checkpoint import MODEL_KIND as VAE_KIND
@@ -97,36 +107,43 @@ class Model:
     kind: str  # recorded in the converted checkpoint's info file
     config_section: str
     config_from_mapping: Callable
-    convert: Callable  # (checkpoint, config, out, *, dtype, fp8_map) -> None
+    convert: Callable  # (checkpoint, config, out, *, dtype, fp8_map, overwrite) -> None
     read_converted: Callable  # (orbax dir) -> (config, flat params)
     export: Callable  # (flat, config, layout) -> {torch name: array}
     layouts: tuple[str, ...]
     default_dtype: str
+    files: tuple[str, ...] = ()  # written beside the parameters (tokenizer files)
 
 
 MODELS = {
     "transformer": Model(TRANSFORMER_KIND, "transformer", TransformerConfig.from_mapping, convert_transformer,
                          read_converted_transformer, export_torch_transformer, LAYOUTS, "bfloat16"),
     "vae": Model(VAE_KIND, "vae", VAEConfig.from_mapping,
-                 lambda path, config, out, *, dtype, fp8_map: convert_vae(path, config, out, dtype=dtype),
+                 lambda path, config, out, *, dtype, fp8_map, overwrite: convert_vae(path, config, out, dtype=dtype, overwrite=overwrite),
                  read_converted_vae, lambda flat, config, layout: export_torch_vae(flat, config), ("original",), "float32"),
     **{spec.section: Model(spec.kind, "text_encoder", lambda section, s=spec: s.config_from_mapping(section[s.section]),
-                   lambda path, config, out, *, dtype, fp8_map, s=spec: convert_text(path, s, config, out, dtype=dtype),
+                   lambda path, config, out, *, dtype, fp8_map, overwrite, s=spec: convert_text(path, s, config, out, dtype=dtype,
+                                                                                                 overwrite=overwrite),
                    lambda directory, s=spec: read_converted_text(directory, s),
-                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "float16")
+                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "float16",
+                   (TOKENIZER_FILE, *TOKENIZER_EXTRAS))
        for spec in (LLM, CLIP)},
     "custom": Model(CUSTOM_KIND, "transformer", CustomTransformerConfig.from_mapping, convert_custom, read_converted_custom,
                     lambda flat, config, layout: export_torch_custom(flat, config), ("original",), "bfloat16"),
     "hunyuan_dit": Model(DIT_KIND, "transformer", lambda section: from_section(section, HunyuanDiTConfig.from_mapping, "depth"),
-                         lambda path, config, out, *, dtype, fp8_map: convert_hunyuan_dit(path, config, out, dtype=dtype),
+                         lambda path, config, out, *, dtype, fp8_map, overwrite: convert_hunyuan_dit(path, config, out, dtype=dtype,
+                                                                                                     overwrite=overwrite),
                          read_converted_hunyuan_dit, export_torch_hunyuan_dit, LAYOUTS, "bfloat16"),
     **{name: Model(spec.kind, "text_encoder", lambda section, s=spec: from_section(section, lambda x: s.config_from_mapping(x[s.section]), s.section),
-                   lambda path, config, out, *, dtype, fp8_map, n=name: convert_hunyuan_dit_text(path, n, config, out, dtype=dtype),
+                   lambda path, config, out, *, dtype, fp8_map, overwrite, n=name: convert_hunyuan_dit_text(
+                       path, n, config, out, dtype=dtype, overwrite=overwrite),
                    lambda directory, s=spec: read_converted_text(directory, s),
-                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "bfloat16")
+                   lambda flat, config, layout, s=spec: export_torch_text(flat, s, config), ("original",), "bfloat16",
+                   (TOKENIZER_FILE, *TOKENIZER_EXTRAS))
        for name, spec in DIT_TEXT.items()},
     "sdxl_vae": Model(SDXL_VAE_KIND, "vae", lambda section: from_section(section, SDXLVAEConfig.from_mapping, "attention_impl"),
-                      lambda path, config, out, *, dtype, fp8_map: convert_sdxl_vae(path, config, out, dtype=dtype),
+                      lambda path, config, out, *, dtype, fp8_map, overwrite: convert_sdxl_vae(path, config, out, dtype=dtype,
+                                                                                               overwrite=overwrite),
                       read_converted_sdxl_vae, lambda flat, config, layout: export_torch_sdxl_vae(flat, config), ("original",),
                       "float32"),
 }
@@ -139,7 +156,11 @@ def parse_args(argv):
     to_jax.add_argument("--model", default="transformer", choices=sorted(MODELS), help="which model the checkpoint holds")
     to_jax.add_argument("--checkpoint", required=True, help=".pt/.pth/.safetensors file, a folder of shards, or an *.index.json")
     to_jax.add_argument("--fp8-map", help="the *_fp8_map.pt scale map of an fp8 checkpoint")
+    to_jax.add_argument("--fp8", action="store_true", help="transformers: store the blocks' Linear weights in float8_e4m3fn "
+                        "with per-tensor scales (kept from an fp8 release, else quantised as upstream) for sample.py --use-fp8")
     to_jax.add_argument("--out", required=True, help="output folder (Orbax checkpoint)")
+    to_jax.add_argument("--overwrite", action="store_true",
+                        help="replace an existing converted checkpoint of the same model at --out (once the new one is complete)")
     to_jax.add_argument("--dtype", choices=sorted(DTYPES), help="storage dtype (default bfloat16; float16 for the text encoders, float32 for the VAEs)")
     to_jax.add_argument("--config", default="configs/hunyuan_video_t2v.py", help="model config file (default: the released 13B)")
     check = sub.add_parser("self-check", help="tiny random model: torch -> Orbax -> torch, exactly")
@@ -148,6 +169,7 @@ def parse_args(argv):
     to_torch.add_argument("--orbax", required=True, help="folder written by to-jax")
     to_torch.add_argument("--layout", default="original", choices=LAYOUTS, help="key naming of the output (the VAE has one naming)")
     to_torch.add_argument("--out", required=True, help="output .safetensors file")
+    to_torch.add_argument("--overwrite", action="store_true", help="replace an existing --out file (once the new one is complete)")
     for command in (to_jax, check, to_torch):
         add_debug_flag(command)
     return parse_with_overrides(parser, argv, "transformer.hidden_size=64")
@@ -155,7 +177,6 @@ def parse_args(argv):
 
 def self_check(config: TransformerConfig) -> None:
     import tempfile
-    from pathlib import Path
 
     import jax
     from flax import nnx
@@ -200,13 +221,20 @@ def main(argv=None):
         self_check(TransformerConfig.from_mapping(load_config(args.config, overrides).transformer))
     elif args.command == "to-jax":
         model = MODELS[args.model]
-        if args.fp8_map and args.model not in ("transformer", "custom"):
-            raise SystemExit("--fp8-map applies to the transformers only")
+        if (args.fp8_map or args.fp8) and args.model not in ("transformer", "custom"):
+            raise SystemExit("--fp8-map and --fp8 apply to the transformers only")
         config = model.config_from_mapping(load_config(args.config, overrides)[model.config_section])
+        check_replaceable(args.out, model.kind, args.overwrite, model.files)  # before the long part
         dtype = args.dtype or model.default_dtype
-        model.convert(args.checkpoint, config, args.out, dtype=DTYPES[dtype], fp8_map=args.fp8_map)
-        print(f"wrote {args.out} ({args.model}, {dtype}) from {args.checkpoint}")
+        model.convert(args.checkpoint, config, args.out, dtype=DTYPES[dtype], fp8_map=args.fp8_map, overwrite=args.overwrite,
+                      **({"fp8": True} if args.fp8 else {}))
+        print(f"wrote {args.out} ({args.model}, {dtype}{', fp8 block weights' if args.fp8 else ''}) from {args.checkpoint}")
     else:
+        out = Path(args.out)
+        if out.is_dir():
+            raise FileExistsError(f"--out {out} is a folder; name a .safetensors file")
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it (the old file stays until the new one is complete)")
         kind = read_info(args.orbax).get("model")
         model = next((m for m in MODELS.values() if m.kind == kind), None)
         if model is None:

@@ -37,6 +37,7 @@ Everything is checked (sizes, frame count, folders, tokenizers, LoRA files, save
 """
 
 import argparse
+import contextlib
 import dataclasses
 import random
 import re
@@ -48,12 +49,14 @@ from pathlib import Path
 from configs import load_config
 from configs.command_line import add_debug_flag, parse_with_overrides, run_command
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
+from hyv_jax.loading.memory_modes import MemoryMode
 from hyv_jax.loading.paths import CustomPaths, DiTPaths, ModelPaths
 from hyv_jax.loading.shipped import ASSET_DIR, shipped_paths
 from hyv_jax.sampling.ddpm_solvers import SOLVERS
 from hyv_jax.sampling.hunyuan_dit_options import ImageSamplingOptions
 from hyv_jax.sampling.noise import NOISE_DTYPES
 from hyv_jax.sampling.options import SamplingOptions
+from hyv_jax.sampling.residency import RESIDENCY_CHOICES
 from hyv_jax.sampling.sizes import editing_frames, official_size
 from hyv_jax.sampling.step_cache import STEP_CACHE_STEPS
 
@@ -104,6 +107,20 @@ def parse_args(argv):
                              "0 off, the default; about 0.05-0.1: faster at some cost in fidelity)")
     parser.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
                         help=f"keep compiled programs here for the next run ('' : off; default ${ENV} or {DEFAULT_DIR})")
+    memory = parser.add_argument_group("memory (the transformer's weights; README: Memory)")
+    memory.add_argument("--use-fp8", action="store_true",
+                        help="keep the transformer blocks' linear weights in float8_e4m3fn with one scale per tensor (upstream's "
+                             "--use-fp8 and its rounding), dequantised one block at a time: about half the weight memory")
+    memory.add_argument("--use-cpu-offload", "--cpu-offload", dest="cpu_offload", action="store_true",
+                        help="keep the transformer's double and single blocks in pinned host memory and copy each block to the "
+                             "device when the scan runs it (HunyuanVideo's --use-cpu-offload, HunyuanCustom's --cpu-offload)")
+    memory.add_argument("--residency", choices=RESIDENCY_CHOICES, default="auto",
+                        help="resident: the transformer stays placed once loaded; sequential: it is placed after the text "
+                             "encoders ran and freed before the VAE decodes; auto (default): resident where the memory plan "
+                             "fits the device, else sequential")
+    memory.add_argument("--dry-run", action="store_true",
+                        help="check everything, load no weights, compile the run's programs abstractly and print the memory "
+                             "plan per device (last line: one JSON object)")
     mesh = parser.add_argument_group("several devices (the config's `parallel` section; --config.parallel.mesh.data=2 ...)")
     mesh.add_argument("--ulysses-degree", type=int, help="devices that split the attention heads of the joint sequence "
                       "(Ulysses; must divide the model's heads, 24 for the 13B); times --ring-degree devices of context parallelism")
@@ -174,6 +191,11 @@ class Plan:
     fps: int | None = None  # None: the mode's default
     jobs: tuple = ()  # Job per video batch to sample (one, or the --input-json items)
     ip_cfg_scale: float = 0.0
+    notes: tuple[str, ...] = ()  # about flags that do less than one might think (printed by main)
+    memory: MemoryMode = MemoryMode()
+    residency: str = "auto"
+    dry_run: bool = False
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +212,8 @@ def plan(argv) -> Plan:
     try:
         items = batch_items(args) if args.input_json else []
         custom = bool(args.ref_image or args.input_audio or args.input_video or args.mask_video)
+        if custom and args.dry_run:
+            raise ValueError("--dry-run plans text-to-video runs; leave out the HunyuanCustom inputs to plan the base model")
         base = Path(args.model_base) if args.model_base else None
         paths = ModelPaths(**{name: getattr(args, f"{name}_dir") or (base / name if base else None) for name in ModelPaths.__dataclass_fields__})
         no_checkpoints = len(paths.missing()) == 4
@@ -212,6 +236,11 @@ def plan(argv) -> Plan:
         set_precisions(config, args)
         set_parallel(config, args)
         if image:
+            memory_flags = [f for f, on in (("--use-fp8", args.use_fp8), ("--use-cpu-offload", args.cpu_offload),
+                                             ("--dry-run", args.dry_run), ("--residency", args.residency != "auto")) if on]
+            if memory_flags:
+                raise ValueError(f"{' '.join(memory_flags)} apply to the HunyuanVideo transformers, not to Hunyuan-DiT "
+                                 f"({config_path}): leave {'them' if len(memory_flags) > 1 else 'it'} out")
             return plan_images(args, config, config_path, base)
         size = None
         if args.video_size:
@@ -234,29 +263,31 @@ def plan(argv) -> Plan:
         negative = options.negative_prompt
         options = dataclasses.replace(options, negative_prompt=args.add_neg_prompt + negative)
         prompt = args.prompt if args.prompt is not None else config.get("default_prompt", DEFAULT_PROMPT)
-        inputs = None
-        jobs = []
+        inputs, jobs, notes = None, [], []
+        if args.neg_prompt is not None and not options.true_cfg:
+            notes.append(f"--neg-prompt is unused: the negative prompt only enters with true CFG, --cfg-scale > 1 "
+                         f"(now {options.cfg_scale})")
         if custom:
             if options.first_block_cache and args.step_cache and options.steps == STEP_CACHE_STEPS:
                 raise ValueError(f"--first-block-cache and the step cache (on at {STEP_CACHE_STEPS} steps) do not combine: "
                                  "add --no-step-cache, or drop --first-block-cache")
+            paths.check(config.get("allow_random_weights", False), audio=bool(args.input_audio))
             for item in items:  # upstream's defaults for what an item leaves out (video_dataset.py:141-144)
                 item_args = argparse.Namespace(**{**vars(args), **item_flags(item)})
                 item_options = dataclasses.replace(options, seed=options.seed if item.seed is None else item.seed,
                                                    negative_prompt=args.add_neg_prompt + (negative if item.negative_prompt is None
                                                                                           else item.negative_prompt))
-                item_inputs, item_options = read_custom_inputs(item_args, config, paths, item_options)
+                item_inputs, item_options = read_custom_inputs(item_args, config, paths, item_options, notes)
                 jobs.append(Job(args.add_pos_prompt + (prompt if item.prompt is None else item.prompt), item_options,
                                 item_inputs, item.save_name))
-            inputs, options = (jobs[0].inputs, jobs[0].options) if jobs else read_custom_inputs(args, config, paths, options)
+            inputs, options = (jobs[0].inputs, jobs[0].options) if jobs else read_custom_inputs(args, config, paths, options, notes)
             if args.ip_cfg_scale > 0 and (not options.true_cfg or inputs.audio is not None or inputs.video is not None):
                 raise ValueError("--ip-cfg-scale needs --cfg-scale > 1 and the identity mode (no --input-audio / --input-video), "
                                  "as upstream")
-            paths.check(config.get("allow_random_weights", False), audio=inputs.audio is not None)
         elif args.ip_cfg_scale:
             raise ValueError("--ip-cfg-scale is HunyuanCustom's: add --ref-image")
         else:
-            paths.check(config.get("allow_random_weights", False))
+            paths.check(config.get("allow_random_weights", False) or args.dry_run)  # a dry run loads no weights
         loras = read_loras(config, args.lora, custom, args.lora_skip_unknown) if args.lora else ()
         # hyvideo's sample_video.py:20 and hymm_sp/sample_batch.py:27
         save_path = writable_folder(Path(f"{args.save_path}_{args.save_path_suffix}" if args.save_path_suffix else args.save_path))
@@ -266,7 +297,8 @@ def plan(argv) -> Plan:
         parser.exit(2, f"sample.py: error: {str(error).strip(chr(39) + chr(34))}\n")
     prompt = args.add_pos_prompt + prompt
     return Plan(config, config_path, paths, options, prompt, save_path, inputs, args.step_cache, args.compile_cache, tuple(loras),
-                args.fps, tuple(jobs) or (Job(prompt, options, inputs),), args.ip_cfg_scale)
+                args.fps, tuple(jobs) or (Job(prompt, options, inputs),), args.ip_cfg_scale, tuple(notes),
+                MemoryMode(fp8=args.use_fp8, offload=args.cpu_offload), args.residency, args.dry_run)
 
 
 def lora_spec(text: str) -> tuple[str, float]:
@@ -364,21 +396,27 @@ def set_parallel(config, args) -> None:
         config.parallel.update(distributed=True, **given)
 
 
-def read_custom_inputs(args, config, paths, options: SamplingOptions):
+def read_custom_inputs(args, config, paths, options: SamplingOptions, notes: list[str]):
     """Decodes and checks the HunyuanCustom inputs (images, audio, video and mask) against the
     model's modules; an input video sets the frame count. Loads no model."""
     from hyv_jax.convert.orbax_io import read_info
-    from hyv_jax.models.custom.audio_prompts import load_audio
+    from hyv_jax.io.image_size import check_image_size
+    from hyv_jax.models.custom.audio_prompts import FPS as AUDIO_FPS
+    from hyv_jax.models.custom.audio_prompts import SAMPLE_RATE, audio_frames, load_audio
     from hyv_jax.models.custom.mask_video import process_mask
     from hyv_jax.models.custom.reference_image import load_image
     from hyv_jax.models.custom.transformer import CustomTransformerConfig
     from hyv_jax.sampling.custom_pipeline import CustomInputs, resize_frames
+    from hyv_jax.sampling.options import require_finite
 
     if not args.ref_image:
         raise ValueError("HunyuanCustom modes need --ref-image (the subject to keep)")
+    strength = require_finite("--audio-strength", args.audio_strength)
     # the converted checkpoint says which modules it has; without one, the config does
     stored = read_info(paths.transformer)["config"] if paths.transformer else config.transformer
     model = CustomTransformerConfig.from_mapping(stored)
+    for path in args.ref_image:  # from the header, before anything is decoded
+        check_image_size(path, "--ref-image")
     images = [load_image(path) for path in args.ref_image]
     audio = load_audio(args.input_audio) if args.input_audio else None
     video = mask = None
@@ -397,9 +435,18 @@ def read_custom_inputs(args, config, paths, options: SamplingOptions):
                 print(f"{note.removeprefix('note: ')}: the input video's size")
             options = dataclasses.replace(options, height=height, width=width)
         options = dataclasses.replace(options, frames=frames)
+        largest = max(options.height, options.width)
+        if abs(args.expand_scale) > largest:
+            raise ValueError(f"--expand-scale {args.expand_scale} is a kernel larger than the video ({options.height}x"
+                             f"{options.width}): pass at most {largest} in size (a few pixels to a few dozen is usual)")
         video = resize_frames(video, options.height, options.width)
         mask = process_mask(mask_frames, options.height, options.width, args.expand_scale)
-    inputs = CustomInputs(images, audio, args.audio_strength, video, mask, args.subject_name)
+    if audio is not None:
+        covered = audio_frames(len(audio), options.frames, f"--input-audio {args.input_audio}")
+        if covered < options.frames:
+            notes.append(f"--input-audio lasts {len(audio) / SAMPLE_RATE:.2f} s: it drives the first {covered} of {options.frames} "
+                         f"frames ({AUDIO_FPS} fps), the rest get no audio, as upstream")
+    inputs = CustomInputs(images, audio, strength, video, mask, args.subject_name)
     inputs.check(model, options)
     return inputs, options
 
@@ -428,6 +475,42 @@ def output_name(prompt: str, seed: int, suffix: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}_{words}{suffix}"
 
 
+def planned_residency(p: Plan, parallel, say) -> str:
+    """The residency to run with. A dry run prints the memory plan (its last line one JSON
+    object); where the device reports its memory, the plan picks `auto`'s residency and a run
+    that cannot fit is refused (ValueError) before anything loads."""
+    import json
+
+    from hyv_jax.sampling.memory_plan import choose_residency, device_capacity, plan_memory
+
+    capacity = device_capacity()
+    if p.custom is not None or not (p.dry_run or capacity is not None):
+        return "resident" if p.residency == "auto" else p.residency
+    plan = choose_residency(plan_memory(p.config, p.options, parallel=parallel, memory=p.memory, text_length=text_tokens(p),
+                                        capacity=capacity), p.residency)
+    if p.dry_run:
+        for line in plan.lines():
+            say(line)
+        say(json.dumps(plan.summary()))
+    else:
+        peak, phase = plan.peak
+        say(f"memory: weights {plan.mode}, residency {plan.residency}; planned peak {peak / 2**30:.1f} GiB per device "
+            f"({phase}) of {capacity / 2**30:.1f} GiB")
+    return plan.residency
+
+
+def text_tokens(p: Plan) -> int | None:
+    """LLM tokens after the template crop, counted with the run's tokenizer where there is one
+    without weights to load (None: the plan takes upstream's crop)."""
+    from hyv_jax.loading.models import load_text_encoder
+
+    try:
+        encoder = load_text_encoder(p.config.text_encoder, llm_dir=p.paths.llm, clip_dir=p.paths.clip)
+    except ValueError:  # no tokenizer: neither a converted LLM folder nor shipped ones
+        return None
+    return encoder.llm_tokenizer.max_length - encoder.crops["image" if p.options.frames == 1 else "video"]
+
+
 def main(argv=None) -> list[Path]:
     p = plan(sys.argv[1:] if argv is None else argv)
     from hyv_jax.parallel.processes import is_main, main_print
@@ -438,23 +521,30 @@ def main(argv=None) -> list[Path]:
     if isinstance(p.options, ImageSamplingOptions):
         return sample_images(p, parallel, say, lead)
     o = p.options
+    for note in p.notes:
+        say(f"sample.py: note: {note}", file=sys.stderr)
     say(f"config {p.config_path}: {o.height}x{o.width}, {o.frames} frames, {o.steps} steps, shift {o.flow_shift}, "
         f"embedded guidance {o.embedded_guidance}, cfg {o.cfg_scale}, seed{'s' if o.num_videos > 1 else ''} "
         f"{o.seed}{f'..{o.seed + o.num_videos - 1}' if o.num_videos > 1 else ''}"
         f"{f'; {len(p.jobs)} items' if len(p.jobs) > 1 else ''}")
     for note in model_notes(p):
         say(note)
-    pipeline = load_pipeline(p, parallel)
+    residency = planned_residency(p, parallel, say)
+    if p.dry_run:
+        return []
+    with out_of_memory_advice(p.config_path, o):
+        pipeline = load_pipeline(p, parallel, residency)
     fps, sample_rate = output_rates(p)
     written = []
     for job in p.jobs:  # one pipeline: the compiled programs of the first job serve the others
         start = time.perf_counter()
-        videos = sample_job(pipeline, p, job, progress=lead)
+        with out_of_memory_advice(p.config_path, job.options):
+            videos = sample_job(pipeline, p, job, progress=lead)
         say(f"sampled {job.options.num_videos} video(s) in {time.perf_counter() - start:.1f} s")
         if videos.full_steps < job.options.steps:
             say(f"cache: {videos.full_steps} of {job.options.steps} steps ran every block")
         if lead:
-            written += write_outputs(p.save_path, job, videos, fps, sample_rate)
+            written += save_videos(p.save_path, job, videos, fps, sample_rate)
     return written
 
 
@@ -487,23 +577,25 @@ def model_notes(p: Plan) -> list[str]:
         notes.append(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
                      f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
                      f"DIRECTION in {'/'.join(DIRECTIONS)}")
-    elif p.paths.missing():
+    elif p.paths.missing() and not p.dry_run:
         notes.append(f"RANDOM WEIGHTS for {', '.join(p.paths.missing())} (no checkpoint given): the output shows the pipeline "
                      "works, not a real video")
     notes += [f"LoRA {updates.summary()}; scale {scale}" for updates, scale in p.loras]
     return notes
 
 
-def load_pipeline(p: Plan, parallel):
+def load_pipeline(p: Plan, parallel, residency: str = "resident"):
     """The video plan's pipeline, its models loaded (HunyuanCustom's with Whisper when the plan
-    has audio); it serves every job of the plan and any later plan of the same models."""
+    has audio), the DiT held as the plan's memory flags and `residency` say; it serves every
+    job of the plan and any later plan of the same models."""
     if p.custom is not None:
         from hyv_jax.sampling.custom_pipeline import CustomVideoPipeline
 
-        return CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel, loras=p.loras)
+        return CustomVideoPipeline.from_config(p.config, p.paths, audio=p.custom.audio is not None, plan=parallel,
+                                               memory=p.memory, residency=residency, loras=p.loras)
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
-    return TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, loras=p.loras)
+    return TextToVideoPipeline.from_config(p.config, p.paths, plan=parallel, memory=p.memory, residency=residency, loras=p.loras)
 
 
 def sample_job(pipeline, p: Plan, job: Job, *, progress: bool):
@@ -523,6 +615,22 @@ def output_rates(p: Plan) -> tuple[int, int | None]:
 
         return p.fps or CUSTOM_FPS, SAMPLE_RATE
     return p.fps or FPS, None
+
+
+@contextlib.contextmanager
+def out_of_memory_advice(config_path: str, o: SamplingOptions):
+    """A device or host out of memory while loading or sampling becomes one line of advice."""
+    import jax
+
+    try:
+        yield
+    except (jax.errors.JaxRuntimeError, MemoryError) as error:
+        if isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MemoryError(f"out of memory sampling {o.num_videos} video(s) of {o.height}x{o.width}x{o.frames} with "
+                          f"{config_path} ({what}); see the plan with --dry-run; use --use-fp8 and/or --use-cpu-offload, "
+                          f"a smaller --video-size or --video-length, fewer --num-videos, --precision bf16, or split the video over more devices (--ulysses-degree, --ring-degree)") from None
 
 
 def sample_images(p: Plan, parallel, say, lead: bool) -> list[Path]:
@@ -549,24 +657,40 @@ def sample_images(p: Plan, parallel, say, lead: bool) -> list[Path]:
     return written
 
 
-def write_outputs(folder: Path, job: Job, videos, fps: int, sample_rate) -> list[Path]:
-    """The job's videos (a PNG for one frame), named by its --input-json item or by prompt and seed."""
-    from hyv_jax.io.video import write_image, write_video
+def save_videos(folder: Path, job: Job, videos, fps: int, sample_rate) -> list[Path]:
+    """Writes the job's videos (a PNG for one frame; never over another file: a taken name gets
+    _2, ...). When a write fails, the frames of it and of the videos not yet written are kept as
+    .npz, in the folder or else the system's temporary folder, and the error says where."""
+    from hyv_jax.io.video import keep_frames, write_image, write_video
 
-    audio = None if job.inputs is None else job.inputs.audio
-    written = []
-    for frames, seed in zip(videos.frames, videos.seeds, strict=True):
-        suffix = ".png" if job.options.frames == 1 else ".mp4"
-        if job.save_name is None:
-            path = folder / output_name(job.prompt, seed, suffix)
-        else:  # upstream's <image name>.mp4 (sample_batch.py:113), the seed added for several videos
-            path = folder / f"{job.save_name}{f'_seed{seed}' if len(videos.seeds) > 1 else ''}{suffix}"
-        if job.options.frames == 1:
-            written.append(write_image(path, frames[0]))
-        else:
-            written.append(write_video(path, frames, fps, **({} if audio is None else dict(audio=audio, sample_rate=sample_rate))))
+    sound = {} if job.inputs is None or job.inputs.audio is None else dict(audio=job.inputs.audio, sample_rate=sample_rate)
+    written, items = [], list(zip(videos.frames, videos.seeds, strict=True))
+    for i, (frames, seed) in enumerate(items):
+        try:
+            if job.options.frames == 1:
+                written.append(write_image(folder / f"{video_stem(job, seed, len(items))}.png", frames[0]))
+            else:
+                written.append(write_video(folder / f"{video_stem(job, seed, len(items))}.mp4", frames, fps, **sound))
+        except OSError as error:
+            folders = [folder, Path(tempfile.gettempdir())]
+            kept = [keep_frames(f, video_stem(job, s, len(items)), folders, fps=fps, **sound) for f, s in items[i:]]
+            reason = f"could not write video {i + 1} of {len(items)} to {folder} ({error.strerror or error})"
+            if None in kept:
+                raise OSError(f"{reason}; its frames could not be kept in {' or '.join(map(str, folders))} either: they are "
+                              f"lost{'; written before: ' + ', '.join(map(str, written)) if written else ''}") from error
+            raise OSError(f"{reason}; the frames are kept in {', '.join(map(str, kept))}: once there is room, write them with "
+                          f"python -c \"import numpy as np; from hyv_jax.io.video import write_video; "
+                          f"write_video('video.mp4', **np.load('{kept[0]}'))\"") from error
         print(f"saved {written[-1]}")
     return written
+
+
+def video_stem(job: Job, seed: int, count: int) -> str:
+    """The file name without suffix: an --input-json item's (upstream's <image name>, sample_batch.py:113,
+    the seed added for several videos), else from the time, seed and prompt."""
+    if job.save_name is None:
+        return output_name(job.prompt, seed, "")
+    return f"{job.save_name}{f'_seed{seed}' if count > 1 else ''}"
 
 
 if __name__ == "__main__":

@@ -238,7 +238,8 @@ def _train_vae(args, config) -> None:
     vae = trainer.model()
     scale = latent_scaling_factor(vae, scenes(args.batch_size, frames=args.frames, seed=args.seed + 2))
     vae_config = dataclasses.replace(vae.config, scaling_factor=scale)
-    save_converted(args.out, params_to_numpy(vae), MODEL_KIND, vae_config, "train.py train-vae", vae_config.param_dtype)
+    save_converted(args.out, params_to_numpy(vae), MODEL_KIND, vae_config, "train.py train-vae", vae_config.param_dtype,
+                   overwrite=True)  # a trained VAE replaces an earlier one there, never a foreign folder
     print(f"wrote {args.out} (latent scaling factor {scale:.4f})")
 
 

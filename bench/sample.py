@@ -64,10 +64,10 @@ class TimedStep:
 
     def __call__(self, *args):
         start = time.perf_counter()
-        latents, carry = self.step(*args)
+        latents, carry, finite = self.step(*args)
         latents.block_until_ready()
         self.times.append(time.perf_counter() - start)
-        return latents, carry
+        return latents, carry, finite
 
 
 def run_ours(pipeline, text, noise, options):

@@ -52,5 +52,6 @@ def _set(config: ml_collections.ConfigDict, dotted: str, raw: str) -> None:
     try:
         node[leaf] = value
     except TypeError:  # ml_collections keeps each field's type
-        raise ValueError(f"config override {dotted}={raw}: {raw!r} is not a {type(node[leaf]).__name__} "
+        kind = type(node[leaf]).__name__
+        raise ValueError(f"config override {dotted}={raw}: {raw!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind} "
                          f"(the default is {node[leaf]!r})") from None

@@ -27,8 +27,9 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(DEBUG_FLAG, action="store_true", help="on an error, show the Python traceback instead of one line")
 
 
-# raised by our own checks with a message that says what to do
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, TypeError)
+# raised by our own checks with a message that says what to do; OSErrors name what failed and
+# where, MemoryErrors are rewritten with advice (sample.py) or say how much was asked for (numpy)
+USER_ERRORS = (ValueError, KeyError, OSError, MemoryError, TypeError)
 
 
 def error_line(program: str, error: BaseException) -> str:

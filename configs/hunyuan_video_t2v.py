@@ -102,7 +102,7 @@ def get_config() -> ml_collections.ConfigDict:
             ),
             llm_max_length=351,  # 256 prompt tokens + the video template's 95
             clip_max_length=77,
-            on_truncation="warn",  # or "error"
+            on_truncation="warn",  # or "error", "ignore"
             shipped_tokenizers=None,  # weights and tokenizers come from converted folders
         )
     )

@@ -4,8 +4,13 @@ from pathlib import Path
 
 # Before jax is imported: CPU, with 8 simulated devices for the sharding tests.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+# XLA's cheapest CPU code generation: the suite's programs are small and compiling them is most
+# of its time (bench/ measures speed, never the tests); the arithmetic is the same IEEE
+# arithmetic (no fast math either way), and subprocesses inherit the flags.
+for flag in ("--xla_force_host_platform_device_count=8", "--xla_backend_optimization_level=0",
+             "--xla_llvm_disable_expensive_passes=true"):
+    if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
 # No persistent compilation cache in-process: tests must not write to the home folder
 # (tests/test_compilation_cache.py turns it on in subprocesses).
 os.environ["HYV_JAX_COMPILE_CACHE"] = ""

@@ -69,3 +69,28 @@ def diffusers_tiny(seed=3):
     ).eval()
     torch_random_init(model, seed)
     return model
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height and which holds no pixels: only a reader of
+    the header may accept it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    return path
+
+
+def run_cli(main, argv, program: str, capsys):
+    """A command line's main in-process under run_command: (exit status, captured stdout/stderr)."""
+    from configs.command_line import run_command
+
+    try:
+        run_command(main, argv, program)
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr()

@@ -6,6 +6,7 @@ import json
 import pytest
 
 import sample
+from hyv_jax.loading.paths import ModelPaths
 
 
 def fails(argv, message, capsys):
@@ -74,7 +75,7 @@ def test_released_config_keeps_upstream_defaults(tmp_path, capsys):
     for name in ("transformer", "vae", "llm", "clip"):
         folder = tmp_path / "ckpts" / name
         folder.mkdir(parents=True)
-        (folder / "hyv_jax.json").write_text(json.dumps({"model": name}))
+        (folder / "hyv_jax.json").write_text(json.dumps({"model": ModelPaths().converted()[name][1]}))
         if name in ("llm", "clip"):
             (folder / "tokenizer.json").write_text("{}")
         folders[name] = folder
@@ -110,12 +111,24 @@ def test_missing_checkpoints_and_tokenizers(capsys, tmp_path):
     save = ["--save-path", str(tmp_path / "out")]
     fails(save + ["--transformer-dir", str(tmp_path / "nope")], "has no hyv_jax.json", capsys)
     (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "hyv_jax.json").write_text("{}")
+    (tmp_path / "t" / "hyv_jax.json").write_text(json.dumps({"model": "hunyuan_video_transformer"}))
     err = fails(save + ["--transformer-dir", str(tmp_path / "t")], "needs converted checkpoints, missing: vae, llm, clip", capsys)
     assert "convert_torch_weights.py" in err
     (tmp_path / "llm").mkdir()
-    (tmp_path / "llm" / "hyv_jax.json").write_text("{}")
+    (tmp_path / "llm" / "hyv_jax.json").write_text(json.dumps({"model": "llama_text_encoder"}))
     fails(save + ["--config", "configs/tiny.py", "--llm-dir", str(tmp_path / "llm")], "has no tokenizer.json", capsys)
+
+
+def test_a_folder_of_another_model_is_refused_before_loading(capsys, tmp_path):
+    """Before: a VAE folder passed as the transformer failed only while loading, with Orbax's message."""
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "hyv_jax.json").write_text(json.dumps({"model": "hunyuan_video_vae"}))
+    fails(["--save-path", str(tmp_path / "out"), "--config", "configs/tiny.py", "--transformer-dir", str(tmp_path / "vae")],
+          f"transformer folder {tmp_path / 'vae'} holds a converted hunyuan_video_vae checkpoint, not a hunyuan_video_transformer", capsys)
+    (tmp_path / "t2v").mkdir()
+    (tmp_path / "t2v" / "hyv_jax.json").write_text(json.dumps({"model": "hunyuan_video_transformer"}))
+    fails(["--save-path", str(tmp_path / "out"), "--transformer-dir", str(tmp_path / "t2v"), "--ref-image", "x.png"],
+          "holds a converted hunyuan_video_transformer checkpoint, not a hunyuan_custom_transformer", capsys)
 
 
 def test_save_path_that_is_a_file(capsys, tmp_path):

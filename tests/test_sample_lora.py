@@ -1,8 +1,10 @@
 """sample.py --lora: files read and checked before any model loads, a scale of 0 samples what
 no LoRA does, and both pipelines merge the LoRAs (several add) into the loaded transformer."""
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 from lora_cases import random_lora, write_file, write_kohya, write_peft, zeros_original
 from PIL import Image
 
@@ -10,8 +12,11 @@ import sample
 from configs import load_config
 from hyv_jax.convert.custom_checkpoint import abstract_custom
 from hyv_jax.convert.custom_table import custom_rules
+from hyv_jax.convert.fp8_weights import fp8_groups
 from hyv_jax.convert.model_state import params_to_numpy
-from hyv_jax.loading.models import load_transformer
+from hyv_jax.convert.transformer_table import transformer_rules
+from hyv_jax.loading.memory_modes import MemoryMode
+from hyv_jax.loading.models import load_transformer, shardings_for
 from hyv_jax.loading.paths import CustomPaths, ModelPaths
 from hyv_jax.lora.merge import merge_lora_files, read_lora_files
 from hyv_jax.models.custom.transformer import CustomTransformerConfig
@@ -69,21 +74,27 @@ def test_scale_zero_samples_what_no_lora_does(files, tmp_path, capsys):
     assert np.array_equal(plain, zero)
 
 
-@pytest.mark.parametrize("mode", ["text-to-video", "HunyuanCustom"])
-def test_pipelines_merge_the_loras_into_the_loaded_transformer(mode, files):
+@pytest.mark.parametrize("mode,memory", [("text-to-video", "resident"), ("HunyuanCustom", "resident"),
+                                         ("text-to-video", "offload"), ("HunyuanCustom", "fp8+offload")])
+def test_pipelines_merge_the_loras_into_the_loaded_transformer(mode, memory, files):
+    """The LoRAs merge into the weights as loaded, before the memory mode quantises or offloads
+    them: the placed DiT equals the plain model with the files merged, then placed in that mode."""
+    memory = {"resident": MemoryMode(), "offload": MemoryMode(offload=True), "fp8+offload": MemoryMode(fp8=True, offload=True)}[memory]
     if mode == "HunyuanCustom":
         config, file, pipeline_class, paths = CUSTOM, "custom.safetensors", CustomVideoPipeline, CustomPaths()
-        transformer = CustomTransformerConfig.from_mapping(CUSTOM.transformer)
+        transformer, rules = CustomTransformerConfig.from_mapping(CUSTOM.transformer), custom_rules
     else:
         config, file, pipeline_class, paths = TINY, "t2v_blocks.safetensors", TextToVideoPipeline, ModelPaths()
-        transformer = TransformerConfig.from_mapping(TINY.transformer)
+        transformer, rules = TransformerConfig.from_mapping(TINY.transformer), transformer_rules
     loras = [(files / file, 0.7), (files / file, 0.6)]
     read = read_lora_files(transformer, loras)
-    pipeline = pipeline_class.from_config(config, paths, loras=read)
+    pipeline = pipeline_class.from_config(config, paths, loras=read, memory=memory)
     expected = load_transformer(transformer)
     before = params_to_numpy(expected)
     merge_lora_files(expected, loras)
-    got, want = params_to_numpy(pipeline.transformer), params_to_numpy(expected)
-    assert all(np.array_equal(got[p], want[p]) for p in want)
-    changed = {p for p in want if not np.array_equal(before[p], want[p])}
+    changed = {p for p, v in params_to_numpy(expected).items() if not np.array_equal(before[p], v)}
     assert changed == {path for updates, _ in read for path, _ in updates.terms}
+    expected = memory.place(expected, shardings_for(expected, None), fp8_groups(rules(transformer)))
+    got, want = jax.tree.leaves(pipeline.transformer_state()), jax.tree.leaves(nnx.state(expected))
+    assert len(got) == len(want)
+    assert all(g.dtype == w.dtype and g.sharding == w.sharding and np.array_equal(np.asarray(g), np.asarray(w)) for g, w in zip(got, want))

@@ -19,9 +19,9 @@ def test_shipped_paths_need_both_folders(tmp_path):
 
 
 def test_default_uses_the_shipped_folders_only_without_checkpoint_flags(tmp_path, monkeypatch):
-    for name in ("transformer", "vae"):
+    for name, kind in (("transformer", "hunyuan_video_transformer"), ("vae", "hunyuan_video_vae")):
         (tmp_path / "assets" / name).mkdir(parents=True)
-        (tmp_path / "assets" / name / "hyv_jax.json").write_text("{}")
+        (tmp_path / "assets" / name / "hyv_jax.json").write_text(json.dumps({"model": kind}))
     monkeypatch.setattr(sample, "shipped_paths", lambda: shipped_paths(tmp_path / "assets"))
     p = sample.plan(["--save-path", str(tmp_path)])
     assert p.config_path == sample.TINY_DEFAULT_CONFIG and p.paths.transformer == tmp_path / "assets" / "transformer"

@@ -12,6 +12,7 @@ from flax import nnx
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
 from hyv_jax.convert.custom_table import custom_rules
+from hyv_jax.convert.fp8_weights import read_fp8_params, stored
 from hyv_jax.convert.mapping import CheckpointMismatch, jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.custom.transformer import CustomTransformerConfig, HunyuanCustomTransformer
@@ -58,8 +59,15 @@ def export_torch_custom(flat: Mapping, config: CustomTransformerConfig) -> dict[
 
 
 def convert_custom(path: str | Path, config: CustomTransformerConfig, out_dir: str | Path, *, fp8_map=None,
-                   dtype=ml_dtypes.bfloat16) -> None:
-    save_converted(out_dir, read_torch_custom(open_checkpoint(path, fp8_map), config, dtype), MODEL_KIND, config, path, dtype)
+                   dtype=ml_dtypes.bfloat16, overwrite: bool = False, fp8: bool = False) -> None:
+    """fp8: as for convert_transformer (upstream's fp8 Linear weights kept or quantised)."""
+    if fp8:
+        check_layout(open_checkpoint(path, keep_fp8=True), config)
+        flat = stored(read_fp8_params(path, fp8_map, lambda s, d: read_torch_custom(s, config, d), custom_rules(config),
+                                      param_shapes(abstract_custom(config)), dtype, f"{path} (fp8)"))
+    else:
+        flat = read_torch_custom(open_checkpoint(path, fp8_map, dtype), config, dtype)
+    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, overwrite=overwrite, fp8=fp8)
 
 
 def read_converted_custom(directory: str | Path) -> tuple[CustomTransformerConfig, dict]:

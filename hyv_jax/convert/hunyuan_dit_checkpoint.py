@@ -86,10 +86,10 @@ def export_torch_hunyuan_dit(flat: Mapping, config: HunyuanDiTConfig, layout: st
 
 
 def convert_hunyuan_dit(path: str | Path, config: HunyuanDiTConfig, out_dir: str | Path, *, load_key: str = "ema",
-                        dtype=ml_dtypes.bfloat16) -> None:
+                        dtype=ml_dtypes.bfloat16, overwrite: bool = False) -> None:
     source = open_dit_checkpoint(path, load_key)
     flat = read_torch_hunyuan_dit(source, config, dtype)
-    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, layout=detect_layout(source))
+    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, overwrite=overwrite, layout=detect_layout(source))
 
 
 def read_converted_hunyuan_dit(directory: str | Path) -> tuple[HunyuanDiTConfig, dict]:

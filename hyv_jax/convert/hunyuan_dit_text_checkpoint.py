@@ -12,6 +12,7 @@ installed for that). A folder without safetensors is read from its one pytorch_m
 import dataclasses
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import ml_dtypes
@@ -111,13 +112,16 @@ def _checked_spec(folder: Path, spec: TextCheckpoint) -> TextCheckpoint:
     return spec
 
 
-def convert_hunyuan_dit_text(path: str | Path, section: str, config, out_dir: str | Path, *, dtype=ml_dtypes.bfloat16) -> None:
-    """Converts one encoder (`section` "bert" or "mt5") to Orbax and writes its tokenizer."""
+def convert_hunyuan_dit_text(path: str | Path, section: str, config, out_dir: str | Path, *, dtype=ml_dtypes.bfloat16,
+                             overwrite: bool = False) -> None:
+    """Converts one encoder (`section` "bert" or "mt5") to Orbax with its tokenizer files (written
+    with the parameters, into place together)."""
     path, spec = folder_weights(path), SPECS[section]
     source = open_checkpoint(path)
     folder = path if path.is_dir() else path.parent
     tokenizer = tokenizer_folder(path, section)
     check_hf_config(folder, _checked_spec(folder, spec), config)
     flat = read_torch_text(source, spec, config, dtype)
-    save_converted(out_dir, flat, spec.kind, config, path, dtype)
-    write_tokenizer(tokenizer, Path(out_dir))
+    with tempfile.TemporaryDirectory() as files:
+        write_tokenizer(tokenizer, Path(files))
+        save_converted(out_dir, flat, spec.kind, config, path, dtype, overwrite=overwrite, files=sorted(Path(files).iterdir()))

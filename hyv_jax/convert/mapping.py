@@ -9,6 +9,7 @@ key consumed, every parameter filled, every shape right; anything else raises a
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+import ml_dtypes
 import numpy as np
 
 Path = tuple[str, ...]
@@ -83,17 +84,52 @@ def check_rules(rules: Sequence[Rule], source_shapes: Mapping[str, tuple], targe
 
 
 def torch_to_jax(source, rules: Sequence[Rule], target_shapes: Mapping[Path, tuple], dtype, what: str = "checkpoint") -> dict[Path, np.ndarray]:
-    """Fills one numpy array per JAX parameter (in `dtype`) from a TensorSource, tensor by tensor."""
+    """Fills one numpy array per JAX parameter (in `dtype`, or per path: {path: dtype}) from a
+    TensorSource, tensor by tensor. Only floating-point tensors are read (integers would be cast
+    silently; fp8 needs its scales, unless it is kept as fp8), and every converted value must be
+    finite: NaN/inf in the checkpoint, or values beyond the range of `dtype` (float16), are
+    refused with the parameter named."""
     check_rules(rules, {k: source.shape(k) for k in source.keys()}, target_shapes, what)
-    out = {path: np.empty(shape, dtype) for path, shape in target_shapes.items()}
+    out = {path: np.empty(shape, dtype[path] if isinstance(dtype, Mapping) else dtype) for path, shape in target_shapes.items()}
+    kept_fp8 = {r.source for r in rules if all(out[s.path].dtype in _FP8 for s in r.targets)}
+    for rule in rules:  # what the files say, before anything is read
+        _check_float(source, rule.source, source.dtypes.get(rule.source), rule.source in kept_fp8)
     for rule in rules:
-        parts = rule.transform.to_jax(source.get(rule.source), [_slot_shape(s, target_shapes) for s in rule.targets])
+        array = source.get(rule.source)
+        _check_float(source, rule.source, array.dtype, rule.source in kept_fp8)
+        parts = rule.transform.to_jax(array, [_slot_shape(s, target_shapes) for s in rule.targets])
         for slot, part in zip(rule.targets, parts, strict=True):
-            if slot.layer is None:
-                out[slot.path][...] = part
-            else:
-                out[slot.path][slot.layer] = part
+            target = out[slot.path] if slot.layer is None else out[slot.path][slot.layer]
+            with np.errstate(over="ignore"):  # overflow is reported below, with the parameter's name
+                target[...] = part
+            if not np.isfinite(target).all():
+                _refuse_non_finite(source, rule.source, slot, part, target.dtype)
     return out
+
+
+_FP8 = {np.dtype(ml_dtypes.float8_e4m3fn), np.dtype(ml_dtypes.float8_e5m2)}
+_FLOATS = {np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+
+
+def _check_float(source, name: str, dtype, fp8_kept: bool = False) -> None:
+    if dtype is None or np.dtype(dtype) in _FLOATS or (fp8_kept and np.dtype(dtype) in _FP8):
+        return
+    if np.dtype(dtype) in _FP8:
+        raise CheckpointMismatch(f"{source.description}: {name} is stored in {np.dtype(dtype)} without a scale; "
+                                 f"pass the checkpoint's fp8 scale map (--fp8-map)")
+    raise CheckpointMismatch(f"{source.description}: {name} is stored as {np.dtype(dtype)}, not floating point; "
+                             f"quantised (integer) checkpoints are not supported: convert the float16/bfloat16/float32 release")
+
+
+def _refuse_non_finite(source, name: str, slot: Slot, part: np.ndarray, dtype: np.dtype) -> None:
+    where = f"{name} (parameter {'/'.join(slot.path)}{'' if slot.layer is None else f', layer {slot.layer}'})"
+    bad = ~np.isfinite(np.asarray(part, np.float32))
+    if bad.any():
+        raise CheckpointMismatch(f"{source.description}: {where} holds {int(bad.sum())} NaN/inf values; the checkpoint is "
+                                 f"damaged (or saved from a diverged run): use an intact copy")
+    largest = float(np.abs(np.asarray(part, np.float32)).max())
+    raise CheckpointMismatch(f"{source.description}: {where} has values up to {largest:.4g}, beyond the range of {dtype} "
+                             f"({float(ml_dtypes.finfo(dtype).max):.6g}); convert to bfloat16 or float32 (--dtype)")
 
 
 def jax_to_torch(state: Mapping[Path, np.ndarray], rules: Sequence[Rule], what: str = "model state") -> dict[str, np.ndarray]:

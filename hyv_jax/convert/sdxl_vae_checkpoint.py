@@ -32,10 +32,12 @@ def export_torch_sdxl_vae(flat: Mapping, config: SDXLVAEConfig) -> dict[str, np.
     return jax_to_torch({p: np.asarray(v) for p, v in flat.items()}, sdxl_vae_rules(config))
 
 
-def convert_sdxl_vae(path: str | Path, config: SDXLVAEConfig, out_dir: str | Path, *, dtype=np.float32) -> None:
+def convert_sdxl_vae(path: str | Path, config: SDXLVAEConfig, out_dir: str | Path, *, dtype=np.float32,
+                     overwrite: bool = False) -> None:
     """float32 by default (83M parameters); the compute dtype is chosen when restoring."""
     path = folder_weights(path)
-    save_converted(out_dir, read_torch_sdxl_vae(open_checkpoint(path), config, dtype), MODEL_KIND, config, path, dtype)
+    save_converted(out_dir, read_torch_sdxl_vae(open_checkpoint(path), config, dtype), MODEL_KIND, config, path, dtype,
+                   overwrite=overwrite)
 
 
 def read_converted_sdxl_vae(directory: str | Path) -> tuple[SDXLVAEConfig, dict]:

@@ -12,7 +12,6 @@ must map onto the model, as for the other converters.
 import dataclasses
 import json
 import re
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -157,17 +156,16 @@ def check_hf_config(folder: Path, spec: TextCheckpoint, config) -> None:
             + "; set them in the config, e.g. " + " ".join(f"--config.text_encoder.{spec.section}.{k}={v!r}" for k, v in differ))
 
 
-def convert_text(path: str | Path, spec: TextCheckpoint, config, out_dir: str | Path, *, dtype=np.float16) -> None:
+def convert_text(path: str | Path, spec: TextCheckpoint, config, out_dir: str | Path, *, dtype=np.float16,
+                 overwrite: bool = False) -> None:
     """Converts one encoder to Orbax (float16 by default: upstream runs the text encoders in fp16,
     whose 10 mantissa bits bfloat16 would cut to 7) and copies the tokenizer files."""
     path = Path(path)
     folder = _tokenizer_folder(path)
     check_hf_config(folder, spec, config)
     flat = read_torch_text(open_checkpoint(path), spec, config, dtype)
-    save_converted(out_dir, flat, spec.kind, config, path, dtype)
-    for name in (TOKENIZER_FILE, *TOKENIZER_EXTRAS):
-        if (folder / name).exists():
-            shutil.copyfile(folder / name, Path(out_dir) / name)
+    tokenizer = [folder / name for name in (TOKENIZER_FILE, *TOKENIZER_EXTRAS) if (folder / name).exists()]
+    save_converted(out_dir, flat, spec.kind, config, path, dtype, overwrite=overwrite, files=tokenizer)
 
 
 def read_converted_text(directory: str | Path, spec: TextCheckpoint) -> tuple[object, dict]:

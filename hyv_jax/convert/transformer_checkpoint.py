@@ -11,6 +11,7 @@ from flax import nnx
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, regroup_state, regrouped_source, torch_to_jax
 from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
+from hyv_jax.convert.fp8_weights import read_fp8_params, stored
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.transformer_table import diffusers_regroups, transformer_rules
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
@@ -51,10 +52,20 @@ def export_torch_transformer(flat: Mapping, config: TransformerConfig, layout: s
     return regroup_state(state, diffusers_regroups(config)) if layout == "diffusers" else state
 
 
-def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: str | Path, *, fp8_map=None, dtype=ml_dtypes.bfloat16) -> None:
-    source = open_checkpoint(path, fp8_map)
-    flat = read_torch_transformer(source, config, dtype)
-    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, layout=detect_layout(source))
+def convert_transformer(path: str | Path, config: TransformerConfig, out_dir: str | Path, *, fp8_map=None, dtype=ml_dtypes.bfloat16,
+                        overwrite: bool = False, fp8: bool = False) -> None:
+    """fp8: store upstream's fp8 Linear weights as float8_e4m3fn + scales (convert/fp8_weights.py):
+    kept from an fp8 release with its `fp8_map`, else quantised as upstream does."""
+    source = open_checkpoint(path, keep_fp8=True) if fp8 else open_checkpoint(path, fp8_map, dtype)
+    layout = detect_layout(source)
+    if fp8:
+        if fp8_map is not None and layout != "original":
+            raise ValueError(f"{path}: an fp8 scale map goes with the original layout (the fp8 release), not {layout}")
+        flat = stored(read_fp8_params(path, fp8_map, lambda s, d: read_torch_transformer(s, config, d), transformer_rules(config),
+                                      param_shapes(abstract_transformer(config)), dtype, f"{path} (fp8)"))
+    else:
+        flat = read_torch_transformer(source, config, dtype)
+    save_converted(out_dir, flat, MODEL_KIND, config, path, dtype, overwrite=overwrite, layout=layout, fp8=fp8)
 
 
 def read_converted_transformer(directory: str | Path) -> tuple[TransformerConfig, dict]:

@@ -36,10 +36,10 @@ def export_torch_vae(flat: Mapping, config: VAEConfig) -> dict[str, np.ndarray]:
     return jax_to_torch({p: np.asarray(v) for p, v in flat.items()}, vae_rules(config))
 
 
-def convert_vae(path: str | Path, config: VAEConfig, out_dir: str | Path, *, dtype=np.float32) -> None:
+def convert_vae(path: str | Path, config: VAEConfig, out_dir: str | Path, *, dtype=np.float32, overwrite: bool = False) -> None:
     """Converts a checkpoint to Orbax. float32 by default: the VAE is small, and the compute
     dtype is chosen when restoring."""
-    save_converted(out_dir, read_torch_vae(open_checkpoint(path), config, dtype), MODEL_KIND, config, path, dtype)
+    save_converted(out_dir, read_torch_vae(open_checkpoint(path), config, dtype), MODEL_KIND, config, path, dtype, overwrite=overwrite)
 
 
 def read_converted_vae(directory: str | Path) -> tuple[VAEConfig, dict]:

@@ -13,15 +13,22 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from hyv_jax.convert.converted_model import checked_info
+from hyv_jax.convert.custom_checkpoint import MODEL_KIND as CUSTOM_KIND
 from hyv_jax.convert.custom_checkpoint import abstract_custom, export_torch_custom, read_torch_custom, restore_custom
+from hyv_jax.convert.custom_table import custom_rules
+from hyv_jax.convert.fp8_weights import fp8_groups, stored_dtypes
 from hyv_jax.convert.llava_vision_checkpoint import read_torch_llava_vision
 from hyv_jax.convert.checkpoint_source import open_checkpoint
 from hyv_jax.convert.model_state import param_shapes, params_tree
+from hyv_jax.convert.orbax_io import read_info, restore_params
 from hyv_jax.convert.text_checkpoint import CLIP, LLM, TextCheckpoint, abstract_model, restore_text
+from hyv_jax.convert.transformer_checkpoint import MODEL_KIND as TRANSFORMER_KIND
 from hyv_jax.convert.transformer_checkpoint import abstract_transformer, export_torch_transformer, read_torch_transformer, restore_transformer
+from hyv_jax.convert.transformer_table import transformer_rules
 from hyv_jax.convert.vae_checkpoint import abstract_vae, export_torch_vae, read_torch_vae, restore_vae
 from hyv_jax.convert.whisper_checkpoint import read_torch_whisper_encoder
-from hyv_jax.loading.random_weights import random_params
+from hyv_jax.loading.memory_modes import MemoryMode, replicated
+from hyv_jax.loading.random_weights import device_random_state, random_params
 from hyv_jax.lora.merge import merge_updates
 from hyv_jax.lora.terms import LoraUpdates
 from hyv_jax.models.custom.clip_vision import ClipVisionConfig, LlavaImageEncoder
@@ -34,6 +41,8 @@ from hyv_jax.models.text.text_encoder import ASSETS, LazyEncoder, TextEncoder
 from hyv_jax.models.text.tokenizer import TextTokenizer
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
+from hyv_jax.nn.fp8 import Fp8Weight
+from hyv_jax.nn.stack import to_device
 from hyv_jax.parallel.logical_axes import param_shardings
 
 
@@ -61,29 +70,108 @@ class _TransformerKind:
     export: Callable
     read: Callable
     restore: Callable
+    rules: Callable
+    model_kind: str
 
 
 _TRANSFORMERS = {
-    TransformerConfig: _TransformerKind(abstract_transformer, export_torch_transformer, read_torch_transformer, restore_transformer),
-    CustomTransformerConfig: _TransformerKind(abstract_custom, export_torch_custom, read_torch_custom, restore_custom),
+    TransformerConfig: _TransformerKind(abstract_transformer, export_torch_transformer, read_torch_transformer, restore_transformer,
+                                        transformer_rules, TRANSFORMER_KIND),
+    CustomTransformerConfig: _TransformerKind(abstract_custom, export_torch_custom, read_torch_custom, restore_custom, custom_rules,
+                                              CUSTOM_KIND),
 }
 
 
 def load_transformer(config: TransformerConfig, folder: str | Path | None = None, *, seed: int = 0,
-                     mesh: Mesh | None = None, loras: Sequence[tuple[LoraUpdates, float]] = ()) -> HunyuanVideoTransformer:
+                     mesh: Mesh | None = None, memory: MemoryMode = MemoryMode(), random_on_device: bool = False,
+                     loras: Sequence[tuple[LoraUpdates, float]] = ()) -> HunyuanVideoTransformer:
     """The text-to-video or HunyuanCustom DiT (by the config's type) from a converted folder, or
-    with random weights from `seed`; parameters sharded over `mesh` by their logical axes.
-    `loras` (read with hyv_jax.lora.merge.read_lora_files, with their scales) are merged into
-    the weights as soon as they are loaded, in their shardings."""
+    with random weights from `seed` (random_weights.py: the tiny configs' numpy draw, or with
+    `random_on_device` a draw on the devices for the real sizes); parameters sharded over `mesh`
+    by their logical axes and held as `memory` says (resident, fp8, blocks offloaded to host
+    memory). `loras` (read with hyv_jax.lora.merge.read_lora_files, with their scales) are
+    merged into the weights as soon as they are loaded, before fp8 quantisation or offload."""
     kind = _TRANSFORMERS[type(config)]
-    shardings = shardings_for(kind.abstract(config), mesh)
+    abstract = kind.abstract(config)
+    shardings = shardings_for(abstract, mesh)
+    groups = fp8_groups(kind.rules(config))
+    if folder is not None and read_info(folder).get("fp8"):
+        if loras:
+            raise ValueError(f"{folder} holds fp8 weights (converted with --fp8) and LoRAs merge into full-precision ones: "
+                             "convert the checkpoint without --fp8 and sample with --use-fp8 (quantised after the merge)")
+        return _restore_fp8(kind, config, folder, memory, shardings, groups)
+    staging = memory.staging(shardings)
     if folder is not None:
-        model = kind.restore(folder, config, shardings)
+        model = kind.restore(folder, config, staging)
+    elif random_on_device:
+        model = nnx.merge(nnx.graphdef(abstract), device_random_state(abstract, staging, seed))
     else:
-        model = random_model(kind.abstract(config), lambda flat: kind.export(flat, config), lambda s, d: kind.read(s, config, d),
-                             config.param_dtype, seed, shardings)
+        model = random_model(abstract, lambda flat: kind.export(flat, config), lambda s, d: kind.read(s, config, d),
+                             config.param_dtype, seed, staging)
+    # Here the weights are loaded in their shardings and the model dtype, not yet quantised or
+    # offloaded (in host memory when they will be): the point where LoRA deltas merge.
     merge_updates(model, loras)
-    return model
+    return memory.place(model, shardings, groups)
+
+
+def _restore_fp8(kind: _TransformerKind, config, folder, memory: MemoryMode, shardings: Mapping, groups) -> nnx.Module:
+    """A folder converted with --fp8: the fp8 values and scales restored straight into their
+    target memory, kept as Fp8Weight (memory.fp8) or dequantised as upstream (else)."""
+    checked_info(folder, kind.model_kind)
+    graphdef, state = nnx.split(kind.abstract(config))
+    shapes = param_shapes(nnx.merge(graphdef, state))
+    dtype = np.dtype(config.param_dtype)
+    layout = stored_dtypes(shapes, groups, dtype)
+
+    def target(saved):  # a parameter's own target; its w8 likewise, its per-layer scale replicated
+        path = saved if saved in shapes else saved[:-1]
+        sharding = memory.target(path, shardings[path])
+        return replicated(sharding) if saved[-1] == "scale" and saved not in shapes else sharding
+
+    flat = restore_params(folder, {p: s for p, (s, _) in layout.items()}, {p: d for p, (_, d) in layout.items()},
+                          {p: target(p) for p in layout})
+    params = {}
+    for path in shapes:
+        if path not in flat:
+            weight = Fp8Weight(flat[(*path, "w8")], flat[(*path, "scale")], dtype)
+            params[path] = weight if memory.fp8 else jax.jit(_dequantized, out_shardings=target(path))(weight)
+        else:
+            params[path] = flat[path]
+    nnx.replace_by_pure_dict(state, params_tree(params))
+    return nnx.merge(graphdef, state)
+
+
+def _dequantized(weight: Fp8Weight) -> jax.Array:
+    return Fp8Weight(to_device(weight.w8), to_device(weight.scale), weight.dtype).dequantize()
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerLoader:
+    """load_transformer's arguments, for a pipeline that places the DiT when it needs it (after
+    the text encoders ran) and may free it again."""
+
+    config: TransformerConfig
+    folder: str | Path | None = None
+    seed: int = 0
+    mesh: Mesh | None = None
+    memory: MemoryMode = MemoryMode()
+    random_on_device: bool = False
+    loras: tuple = ()  # [(LoraUpdates, scale)], merged on each placement
+
+    def abstract(self) -> HunyuanVideoTransformer:
+        return _TRANSFORMERS[type(self.config)].abstract(self.config)
+
+    def placed_abstract(self) -> tuple[nnx.GraphDef, nnx.State]:
+        """The graph and the state loading gives, as ShapeDtypeStructs with their shardings and
+        memory kinds (loading nothing): what a memory plan compiles against."""
+        kind = _TRANSFORMERS[type(self.config)]
+        abstract = kind.abstract(self.config)
+        return nnx.split(abstract)[0], self.memory.abstract_state(abstract, shardings_for(abstract, self.mesh),
+                                                                   fp8_groups(kind.rules(self.config)))
+
+    def __call__(self) -> HunyuanVideoTransformer:
+        return load_transformer(self.config, self.folder, seed=self.seed, mesh=self.mesh, memory=self.memory,
+                                random_on_device=self.random_on_device, loras=self.loras)
 
 
 def load_vae(config: VAEConfig, folder: str | Path | None = None, *, seed: int = 0, mesh: Mesh | None = None) -> CausalVideoVAE:

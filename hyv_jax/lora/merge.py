@@ -23,6 +23,7 @@ from hyv_jax.lora.table import LoraTable
 from hyv_jax.lora.terms import LowRank, LoraUpdates
 from hyv_jax.models.custom.transformer import CustomTransformerConfig
 from hyv_jax.models.transformer import TransformerConfig
+from hyv_jax.nn.stack import in_host_memory
 
 Lora = tuple[str | Path, float]  # (file, scale)
 
@@ -49,15 +50,30 @@ def _read(table: LoraTable, loras: Iterable[Lora], skip_unknown: bool) -> list[t
 
 
 def merge_updates(model: nnx.Module, updates: Sequence[tuple[LoraUpdates, float]]) -> None:
-    """Adds multiplier * changes for each (LoraUpdates, multiplier), in place."""
+    """Adds multiplier * changes for each (LoraUpdates, multiplier), in place. A parameter held
+    in host memory (weights staged there before fp8 quantisation or offload) is merged on its
+    devices one parameter at a time and put back, as device programs cannot update host memory."""
     variables = {tuple(str(p) for p in path): var for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    terms: dict[tuple, list] = {}  # per parameter, in the order given (the sums round in that order)
     for lora, multiplier in updates:
-        if multiplier == 0:
-            continue
-        for (path, layer), terms in lora.terms.items():
-            var = variables[path]
-            for term in terms:
-                var.set_value(_add_term(var[...], layer, term, multiplier))  # var[...] = would read the donated value
+        for (path, layer), path_terms in lora.terms.items() if multiplier != 0 else ():
+            terms.setdefault(path, []).extend((layer, term, multiplier) for term in path_terms)
+    for path, path_terms in terms.items():
+        var = variables[path]
+        value = var[...]
+        host = in_host_memory(value)
+        if host:
+            value = _moved(value, "device")
+        for layer, term, multiplier in path_terms:
+            value = _add_term(value, layer, term, multiplier)
+        var.set_value(_moved(value, "pinned_host") if host else value)
+
+
+def _moved(array: jax.Array, memory_kind: str) -> jax.Array:
+    """`array` in another memory of the same devices; the old buffer freed."""
+    moved = jax.device_put(array, array.sharding.with_memory_kind(memory_kind))
+    array.delete()
+    return moved
 
 
 def _add_term(param: jax.Array, layer: int | None, term, multiplier: float) -> jax.Array:

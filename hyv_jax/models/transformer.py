@@ -17,6 +17,7 @@ from flax import nnx
 
 from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.models.mmdit_blocks import DoubleStreamBlock, SingleStreamBlock
+from hyv_jax.models.text_mask import check_text_mask
 from hyv_jax.models.token_refiner import TokenRefiner
 from hyv_jax.nn.dense import Dense
 from hyv_jax.nn.mlp import MLPEmbedder
@@ -113,6 +114,9 @@ class FinalLayer(nnx.Module):
 
 
 class HunyuanVideoTransformer(nnx.Module):
+    # the joint attention reads a text mask's sum as the text length: masks must be right-padded
+    RIGHT_PADDED_TEXT = True
+
     def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
         self.config = config
         c = config
@@ -242,8 +246,11 @@ class HunyuanVideoTransformer(nnx.Module):
             raise ValueError(f"latents must be (B, T, H, W, {c.in_channels}) channels-last, got {x.shape}")
         if text_states.ndim != 3 or text_states.shape[-1] != c.text_states_dim:
             raise ValueError(f"text_states must be (B, L, {c.text_states_dim}), got {text_states.shape}")
+        if 0 in x.shape[:4]:
+            raise ValueError(f"latents (B, T, H, W) = {x.shape[:4]} are empty: give at least one video, frame and latent pixel")
         if text_mask.shape != text_states.shape[:2]:
             raise ValueError(f"text_mask {text_mask.shape} must match text_states (B, L) {text_states.shape[:2]}")
+        check_text_mask(text_mask, batch=x.shape[0], right_padded=self.RIGHT_PADDED_TEXT)  # values too where concrete
         if text_states_2.shape != (x.shape[0], c.text_states_dim_2):
             raise ValueError(f"text_states_2 (pooled) must be ({x.shape[0]}, {c.text_states_dim_2}), got {text_states_2.shape}")
         if c.guidance_embed and guidance is None:

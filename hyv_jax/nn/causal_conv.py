@@ -6,7 +6,9 @@ first frame in front and space by replication, so frame t never sees frames afte
 single frame encodes the same alone as at the start of a video.
 """
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,18 @@ from flax import nnx
 from hyv_jax.nn.params import fan_in_normal, make_param, zeros
 
 CONV_AXES = ("conv_t", "conv_h", "conv_w", "channels", "channels_out")
+_ACCELERATOR_FORM = contextvars.ContextVar("accelerator_form", default=False)
+
+
+@contextlib.contextmanager
+def accelerator_form() -> Iterator[None]:
+    """Programs traced inside use the GPU/TPU formulation on every backend: a memory plan
+    compiled on a CPU host then holds the buffers the accelerator would (hyv_jax/sampling/memory_plan.py)."""
+    token = _ACCELERATOR_FORM.set(True)
+    try:
+        yield
+    finally:
+        _ACCELERATOR_FORM.reset(token)
 
 
 def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
@@ -47,6 +61,8 @@ def conv3d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int] = (1, 1
     a matmul everywhere."""
     if kernel.shape[:3] == (1, 1, 1):
         return jnp.einsum("bthwc,co->bthwo", x[:, :: stride[0], :: stride[1], :: stride[2]], kernel[0, 0, 0])
+    if _ACCELERATOR_FORM.get():
+        return _conv3d_direct(x, kernel, stride)
     return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _conv3d_frame_taps(x, k, stride),
                                       default=lambda x, k: _conv3d_direct(x, k, stride))
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hyv_jax.nn.fp8 import materialize
 from hyv_jax.nn.remat import remat
 
 M = TypeVar("M", bound=nnx.Module)
@@ -35,7 +36,14 @@ def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_poli
     None: to the end; negative counts from the end); the others pass the carry through, skipped
     inside the scan (slicing the stack would copy its weights). With `outputs`, `step` returns
     (carry, y) and the result is (carry, ys) with ys stacked over the layers (the layer outputs
-    a later stack consumes, as long skip connections do)."""
+    a later stack consumes, as long skip connections do).
+
+    How the weights are stored is invisible to `step`: the scan slices one layer at a time and
+    the layer is built from it there, so quantised parameters (nn/fp8.Fp8Weight) are dequantised
+    one layer at a time, and a stack held in host memory (memory kind `pinned_host`) is streamed:
+    each layer's slice is copied to the device in the iteration that runs it (on a GPU an
+    asynchronous host-to-device copy), so the device never holds the whole stack. The program
+    is the resident one plus that copy, hence the same results."""
     graphdef, state = nnx.split(layers)
     n = layer_count(layers)
     stop = n if stop is None else stop % n if stop < 0 else stop
@@ -45,8 +53,11 @@ def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_poli
 
     def body(c, scanned):
         layer_state, x, index = scanned
-        layer = nnx.merge(graphdef, layer_state)
-        apply = lambda c: step(layer, c) if xs is None else step(layer, c, x)  # noqa: E731
+
+        def apply(c):
+            layer = nnx.merge(graphdef, materialize(jax.tree.map(to_device, layer_state)))
+            return step(layer, c) if xs is None else step(layer, c, x)
+
         if outputs:
             return apply(c)
         if not partial:
@@ -57,11 +68,21 @@ def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_poli
     return (carry, ys) if outputs else carry
 
 
+def in_host_memory(x) -> bool:
+    """Whether an array (or a traced one) lives in host memory."""
+    return jax.typeof(x).memory_space == jax.memory.Space.Host
+
+
+def to_device(x):
+    """x in device memory (a copy from host memory; unchanged if already there)."""
+    return jax.device_put(x, jax.memory.Space.Device) if in_host_memory(x) else x
+
+
 def layer_count(layers: nnx.Module) -> int:
     return jax.tree.leaves(nnx.state(layers))[0].shape[0]
 
 
 def layer_at(layers: M, index: int) -> M:
-    """Layer `index` of a stack, as a module of its own."""
+    """Layer `index` of a stack, as a module of its own (on the device, dequantised)."""
     graphdef, state = nnx.split(layers)
-    return nnx.merge(graphdef, jax.tree.map(lambda a: a[index], state))
+    return nnx.merge(graphdef, materialize(jax.tree.map(lambda a: to_device(a[index]), state)))

@@ -41,12 +41,12 @@ class ParallelPlan:
         """Host arrays (every process passes the same values) -> global arrays on the mesh: the
         leading axis of each array split as the activations' `batch` (where it divides), scalars
         replicated."""
-        def put(x):
-            x = np.asarray(x)
-            axes = ("batch",) + (None,) * (x.ndim - 1) if x.ndim else ()
-            return jax.device_put(x, NamedSharding(self.mesh, partition_spec(axes, x.shape, self.mesh, dict(self.activation_rules))))
+        return jax.tree.map(lambda x: jax.device_put(np.asarray(x), self.batch_sharding(np.shape(x))), tree)
 
-        return jax.tree.map(put, tree)
+    def batch_sharding(self, shape: tuple[int, ...]) -> NamedSharding:
+        """The sharding `place_batch` gives an array of `shape`."""
+        axes = ("batch",) + (None,) * (len(shape) - 1) if shape else ()
+        return NamedSharding(self.mesh, partition_spec(axes, shape, self.mesh, dict(self.activation_rules)))
 
     def replicate(self, tree):
         """Host arrays -> global arrays replicated on every device of the mesh."""

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hyv_jax.loading.models import load_custom_text_encoder, load_transformer, load_vae, load_whisper
+from hyv_jax.loading.memory_modes import MemoryMode
+from hyv_jax.loading.models import TransformerLoader, load_custom_text_encoder, load_vae, load_whisper
 from hyv_jax.loading.paths import CustomPaths
 from hyv_jax.models.custom.audio_prompts import FPS, SAMPLE_RATE, encode_audio
 from hyv_jax.models.custom.custom_text_encoder import CustomTextEncoder
@@ -32,8 +33,10 @@ from hyv_jax.parallel.plan import ParallelPlan, local_mesh
 from hyv_jax.sampling.denoise import StepConditions
 from hyv_jax.sampling.frames import to_uint8
 from hyv_jax.sampling.guidance import ip_cfg_scales
+from hyv_jax.sampling.noise import seed_key
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.sampling.pipeline import TextToVideoPipeline, Videos, batch_for_videos
+from hyv_jax.sampling.residency import check_residency
 from hyv_jax.sampling.step_cache import StepCache, cached_steps
 
 __all__ = ["FPS", "SAMPLE_RATE", "CustomInputs", "CustomPaths", "CustomVideoPipeline", "resize_frames"]
@@ -79,25 +82,28 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 class CustomVideoPipeline(TextToVideoPipeline):
     """`text_encoder` is a CustomTextEncoder; `whisper` only for audio-driven sampling."""
 
-    def __init__(self, text_encoder: CustomTextEncoder, transformer: HunyuanCustomTransformer, vae: CausalVideoVAE,
-                 whisper: WhisperEncoder | None = None, *, plan: ParallelPlan | None = None, release_text_encoder: bool = True):
-        super().__init__(text_encoder, transformer, vae, plan=plan, release_text_encoder=release_text_encoder)
+    def __init__(self, text_encoder: CustomTextEncoder, transformer: HunyuanCustomTransformer | TransformerLoader, vae: CausalVideoVAE,
+                 whisper: WhisperEncoder | None = None, *, plan: ParallelPlan | None = None, release_text_encoder: bool = True,
+                 release_transformer: bool = False):
+        super().__init__(text_encoder, transformer, vae, plan=plan, release_text_encoder=release_text_encoder,
+                         release_transformer=release_transformer)
         self.whisper = whisper
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, paths: CustomPaths = CustomPaths(), *, seed: int = 0,
-                    plan: ParallelPlan | None = None, audio: bool = False, loras=()) -> "CustomVideoPipeline":
+                    plan: ParallelPlan | None = None, audio: bool = False, memory: MemoryMode = MemoryMode(),
+                    residency: str = "resident", loras=()) -> "CustomVideoPipeline":
         """Models of a HunyuanCustom config (transformer, vae, text_encoder, vision, whisper);
-        absent folders get random weights from `seed` where the config allows it; `loras` as
-        for TextToVideoPipeline.from_config."""
+        absent folders get random weights from `seed` where the config allows it. `memory`,
+        `residency` and `loras` as for TextToVideoPipeline.from_config."""
         paths.check(config.get("allow_random_weights", False), audio=audio)
-        transformer = load_transformer(CustomTransformerConfig.from_mapping(config.transformer), paths.transformer, seed=seed,
-                                       mesh=plan and plan.mesh, loras=loras)
+        transformer = TransformerLoader(CustomTransformerConfig.from_mapping(config.transformer), paths.transformer, seed,
+                                        plan and plan.mesh, memory, loras=tuple(loras))
         vae = load_vae(VAEConfig.from_mapping(config.vae), paths.vae, seed=seed + 1)
         text_encoder = load_custom_text_encoder(config, llm_dir=paths.llm, clip_dir=paths.clip, llava_dir=paths.llava,
                                                 seed=seed + 2, mesh=local_mesh() if plan else None)
         whisper = load_whisper(WhisperEncoderConfig.from_mapping(config.whisper), paths.whisper, seed=seed + 4) if audio else None
-        return cls(text_encoder, transformer, vae, whisper, plan=plan)
+        return cls(text_encoder, transformer, vae, whisper, plan=plan, release_transformer=check_residency(residency) == "sequential")
 
     def encode_custom_prompt(self, prompt: str, inputs: CustomInputs, options: SamplingOptions):
         """[negative (white image), positive] embeddings for true CFG, else the positive one;
@@ -170,7 +176,7 @@ class CustomVideoPipeline(TextToVideoPipeline):
         if image_cfg:  # [negative, positive] -> [negative, positive, positive]
             text = text.map(lambda a: np.concatenate([a, a[len(a) // 2:]]))
         noise, seeds = self.noise(options)
-        model_inputs = self.model_inputs(inputs, options, jax.random.key(options.seed), image_cfg=image_cfg)
+        model_inputs = self.model_inputs(inputs, options, seed_key(options.seed), image_cfg=image_cfg)
         latents, full = self.sample_latents(text, noise, options, model_inputs=model_inputs, progress=progress,
                                             step_cache=step_cache,
                                             ip_scales=ip_cfg_scales(ip_cfg_scale, options.steps) if image_cfg else None)

@@ -18,7 +18,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from hyv_jax.parallel.plan import ParallelPlan
-from hyv_jax.parallel.processes import barrier
+from hyv_jax.parallel.processes import barrier, to_host
 from hyv_jax.sampling.euler import euler_step
 from hyv_jax.sampling.guidance import combine_cfg, combine_ip_cfg
 from hyv_jax.sampling.schedule import FlowSchedule
@@ -91,12 +91,17 @@ def denoise_step(model, policy: VelocityPolicy, parallel: ParallelPlan | None, l
     return euler_step(latents, velocity, sigma, sigma_next), carry
 
 
+class NonFiniteLatents(ValueError):
+    """The latents became NaN or infinite: decoding them would give a black or garbage video."""
+
+
 class CompiledStep:
-    """`denoise_step` of one model graph, policy and plan, jitted over the split state; `traces`
-    counts how often it was traced (once per input shapes). With several processes each new
-    input signature is compiled ahead and the processes meet at a barrier before running it:
-    a process that found the program in the persistent cache must not wait for the others
-    inside the first collective (CPU collectives give up after 30 s)."""
+    """`denoise_step` of one model graph, policy and plan, jitted over the split state, returning
+    also whether the new latents are all finite (one reduction); `traces` counts how often it was
+    traced (once per input shapes). With several processes each new input signature is compiled
+    ahead and the processes meet at a barrier before running it: a process that found the
+    program in the persistent cache must not wait for the others inside the first collective
+    (CPU collectives give up after 30 s)."""
 
     def __init__(self, graphdef: nnx.GraphDef, policy: VelocityPolicy, parallel: ParallelPlan | None = None):
         self.traces = 0
@@ -104,13 +109,15 @@ class CompiledStep:
 
         def step(state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
             self.traces += 1
-            return denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next, conditions, carry,
-                                ip_scale)
+            latents, carry = denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next,
+                                          conditions, carry, ip_scale)
+            return latents, carry, jnp.isfinite(latents).all()
 
         self._jitted = jax.jit(step)
 
     def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry, ip_scale=np.float32(0.0)):
-        """ip_scale: the image-CFG scale of this step (read with a 3B conditions batch only)."""
+        """-> (latents, carry, all latents finite). ip_scale: the image-CFG scale of this step
+        (read with a 3B conditions batch only)."""
         args = (state, latents, t, sigma, sigma_next, conditions, carry, np.float32(ip_scale))
         if jax.process_count() == 1:
             return self._jitted(*args)
@@ -121,12 +128,17 @@ class CompiledStep:
             barrier("compiled denoising step")
         return self._executables[key](*args)
 
+    def lower(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry) -> jax.stages.Lowered:
+        """The step lowered for these (abstract or real) arguments, for memory plans."""
+        return self._jitted.lower(state, latents, t, sigma, sigma_next, conditions, carry, np.float32(0.0))
+
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,
             progress: bool = True, ip_scales: np.ndarray | None = None):
     """Integrates the flow from `noise` (B, T, H, W, C) float32 at sigma 1 to latents at sigma 0
     -> (latents, final carry). `conditions` hold B samples, 2B as [negative, positive], or 3B for
-    image CFG with `ip_scales` (one per step)."""
+    image CFG with `ip_scales` (one per step). Stops with NonFiniteLatents, naming the step, as
+    soon as a step gives NaN or infinity."""
     batch = noise.shape[0]
     if conditions.text_states.shape[0] not in (batch, 2 * batch, 3 * batch):
         raise ValueError(f"text batch {conditions.text_states.shape[0]} must be the video batch {batch}, twice it "
@@ -136,8 +148,12 @@ def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule,
     latents = noise
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
     for i in tqdm(range(schedule.steps), desc="denoising", unit="step", disable=not progress):
-        latents, carry = step(state, latents, np.float32(timesteps[i]), np.float32(sigmas[i]), np.float32(sigmas[i + 1]),
-                              conditions, carry, 0.0 if ip_scales is None else ip_scales[i])
-        # blocking each step makes the bar's rate the real compute rate (dispatch is async)
-        latents.block_until_ready()
+        latents, carry, finite = step(state, latents, np.float32(timesteps[i]), np.float32(sigmas[i]),
+                                      np.float32(sigmas[i + 1]), conditions, carry, 0.0 if ip_scales is None else ip_scales[i])
+        # reading the flag blocks each step, which also makes the bar's rate the real compute rate
+        if not bool(to_host(finite)):
+            raise NonFiniteLatents(
+                f"the latents became NaN or infinite at denoising step {i + 1} of {schedule.steps} (sigma {sigmas[i]:.3f}); "
+                f"nothing was decoded. Usual causes: weights that overflow the compute dtype (try --precision bf16 or "
+                f"fp32), extreme guidance or shift values, or a damaged checkpoint")
     return latents, carry

@@ -30,7 +30,8 @@ from hyv_jax.loading.paths import DiTPaths
 from hyv_jax.models.hunyuan_dit.text_encoder import DiTPromptEmbeddings, HunyuanDiTTextEncoder
 from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig
 from hyv_jax.models.hunyuan_dit.vae import SDXLVAE, SDXLVAEConfig
-from hyv_jax.parallel.plan import ParallelPlan, local_mesh, to_host
+from hyv_jax.parallel.plan import ParallelPlan, local_mesh
+from hyv_jax.parallel.processes import to_host
 from hyv_jax.sampling.ddpm_solvers import solver_plan, solver_update, step_noise
 from hyv_jax.sampling.guidance import combine_cfg
 from hyv_jax.sampling.guidance_rescale import rescale_guidance

@@ -11,9 +11,22 @@ different (equally distributed) video than the PyTorch code.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # upstream rounds it to the text encoders' dtype (the prompt embeddings', pipeline_hunyuan_video.py:928-934)
 NOISE_DTYPES = ("float16", "bfloat16", "float32")
+MAX_SEED = 2**64 - 1
+
+
+def seed_key(seed: int) -> jax.Array:
+    """The generator key of a seed in [0, 2^64): its two 32-bit halves are the threefry key, as
+    jax.random.key builds it from a 64-bit integer. Seeds below 2^32 give jax.random.key(seed)
+    (which, without jax_enable_x64, would wrap larger seeds to 32 bits and overflow at 2^63);
+    distinct seeds give distinct keys."""
+    seed = int(seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed} must be in 0..{MAX_SEED} (64 bits)")
+    return jax.random.wrap_key_data(np.array([seed >> 32, seed & 0xFFFFFFFF], np.uint32), impl="threefry2x32")
 
 
 def video_seeds(seed: int, count: int) -> list[int]:
@@ -25,7 +38,7 @@ def initial_noise(seeds: list[int], latent_shape: tuple[int, int, int, int], dty
     if dtype not in NOISE_DTYPES:
         raise ValueError(f"noise dtype must be one of {NOISE_DTYPES}, got {dtype!r}")
     # drawn in float32: normals drawn directly in fp16 take only ~1000 distinct values, |x| <= 3.5
-    draws = [jax.random.normal(jax.random.key(s), latent_shape, jnp.float32).astype(dtype) for s in seeds]
+    draws = [jax.random.normal(seed_key(s), latent_shape, jnp.float32).astype(dtype) for s in seeds]
     return jnp.stack(draws).astype(jnp.float32)
 
 

@@ -20,8 +20,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from hyv_jax.loading.models import load_text_encoder, load_transformer, load_vae
+from hyv_jax.loading.memory_modes import MemoryMode
+from hyv_jax.loading.models import TransformerLoader, load_text_encoder, load_vae
 from hyv_jax.loading.paths import ModelPaths
+from hyv_jax.models.text_mask import check_text_mask
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
 from hyv_jax.parallel.plan import ParallelPlan, local_mesh
@@ -32,6 +34,7 @@ from hyv_jax.sampling.frames import decode_latents, to_uint8
 from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT, cfg_batch, embedded_guidance
 from hyv_jax.sampling.noise import initial_noise, latent_shape, video_seeds
 from hyv_jax.sampling.options import SamplingOptions
+from hyv_jax.sampling.residency import check_residency
 from hyv_jax.sampling.schedule import FlowSchedule
 
 
@@ -52,26 +55,37 @@ def batch_for_videos(parts: list, options: SamplingOptions):
 
 class TextToVideoPipeline:
     """`text_encoder` follows hyv_jax.models.text.text_encoder.TextEncoder (encode, release).
-    `plan`: run the denoising loop on its mesh (the transformer must be placed on that mesh:
-    `from_config` does it)."""
+    `transformer`: the DiT, or a loader of it (hyv_jax.loading.models.TransformerLoader) that
+    places it when the first denoising loop needs it, i.e. after the text encoders ran and were
+    released. `release_transformer` (a loader only) frees the DiT after each denoising loop,
+    before the VAE decodes ("sequential" residency). `plan`: run the denoising loop on its mesh
+    (the transformer must be placed on that mesh: `from_config` does it)."""
 
-    def __init__(self, text_encoder, transformer: HunyuanVideoTransformer, vae: CausalVideoVAE, *,
-                 plan: ParallelPlan | None = None, release_text_encoder: bool = True):
+    def __init__(self, text_encoder, transformer: HunyuanVideoTransformer | TransformerLoader, vae: CausalVideoVAE, *,
+                 plan: ParallelPlan | None = None, release_text_encoder: bool = True, release_transformer: bool = False):
         self.text_encoder = text_encoder
-        self.transformer = transformer
         self.vae = vae
         self.plan = plan
         self.release_text_encoder = release_text_encoder
-        self.graphdef, self.state = nnx.split(transformer)
+        if isinstance(transformer, TransformerLoader):
+            self._load_transformer, self.transformer = transformer, transformer.abstract()  # config and shapes until placed
+            self.graphdef, self.state = nnx.split(self.transformer)[0], None
+        else:
+            if release_transformer:
+                raise ValueError("release_transformer needs a TransformerLoader (a placed model cannot be loaded again)")
+            self._load_transformer, self.transformer = None, transformer
+            self.graphdef, self.state = nnx.split(transformer)
+        self.release_transformer = release_transformer
         self.steps: dict = {}  # policy -> CompiledStep: compiled programs serve every later call
 
     @classmethod
-    def load_models(cls, config: ml_collections.ConfigDict, paths: ModelPaths, seed: int, plan: ParallelPlan | None, loras=()):
-        """(transformer, vae, text encoder) of `config`: the transformer sharded over the plan's
-        mesh (with `loras` merged, see load_transformer), the VAE on this process's first
-        device, the text encoders over its devices."""
-        transformer = load_transformer(TransformerConfig.from_mapping(config.transformer), paths.transformer, seed=seed,
-                                       mesh=plan and plan.mesh, loras=loras)
+    def load_models(cls, config: ml_collections.ConfigDict, paths: ModelPaths, seed: int, plan: ParallelPlan | None,
+                    memory: MemoryMode = MemoryMode(), loras=()):
+        """(transformer loader, vae, text encoder) of `config`: the transformer to be sharded over
+        the plan's mesh and held per `memory` (with `loras` merged, see load_transformer), the VAE
+        on this process's first device, the text encoders over its devices."""
+        transformer = TransformerLoader(TransformerConfig.from_mapping(config.transformer), paths.transformer, seed,
+                                        plan and plan.mesh, memory, loras=tuple(loras))
         vae = load_vae(VAEConfig.from_mapping(config.vae), paths.vae, seed=seed + 1)
         text_encoder = load_text_encoder(config.text_encoder, llm_dir=paths.llm, clip_dir=paths.clip, seed=seed + 2,
                                          mesh=local_mesh() if plan else None)
@@ -79,14 +93,33 @@ class TextToVideoPipeline:
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, paths: ModelPaths = ModelPaths(), *, seed: int = 0,
-                    plan: ParallelPlan | None = None, loras=()) -> "TextToVideoPipeline":
+                    plan: ParallelPlan | None = None, memory: MemoryMode = MemoryMode(),
+                    residency: str = "resident", loras=()) -> "TextToVideoPipeline":
         """Models of `config` (its transformer, vae, text_encoder sections), weights from `paths`;
-        absent folders get random weights from `seed` where the config allows it. `loras`:
-        [(LoraUpdates, scale)] from hyv_jax.lora.merge.read_lora_files, merged into the
-        transformer's weights."""
+        absent folders get random weights from `seed` where the config allows it. `memory`: how
+        the DiT's weights are held (fp8, blocks offloaded to host memory); `residency`:
+        "resident" keeps the DiT once placed, "sequential" frees it after each denoising loop.
+        `loras`: [(LoraUpdates, scale)] from hyv_jax.lora.merge.read_lora_files, merged into the
+        transformer's weights whenever it is placed."""
         paths.check(config.get("allow_random_weights", False))
-        transformer, vae, text_encoder = cls.load_models(config, paths, seed, plan, loras)
-        return cls(text_encoder, transformer, vae, plan=plan)
+        transformer, vae, text_encoder = cls.load_models(config, paths, seed, plan, memory, loras)
+        return cls(text_encoder, transformer, vae, plan=plan, release_transformer=check_residency(residency) == "sequential")
+
+    def transformer_state(self) -> nnx.State:
+        """The DiT's state, placing it first when it is not (a loader's first use, or after a
+        release)."""
+        if self.state is None:
+            self.graphdef, self.state = nnx.split(self._load_transformer())
+        return self.state
+
+    def release(self) -> None:
+        """Frees the DiT's buffers (device and host); the next denoising loop places it again."""
+        if self._load_transformer is None:
+            raise ValueError("this pipeline was given a placed transformer, which it cannot load again")
+        if self.state is not None:
+            for array in jax.tree.leaves(self.state):
+                array.delete()
+        self.state = None
 
     def encode_prompt(self, prompt: str, options: SamplingOptions):
         """Embeddings for the options' batch: B copies of the prompt, or [negative x B, prompt x B]
@@ -113,6 +146,7 @@ class TextToVideoPipeline:
 
     def step_conditions(self, text, options: SamplingOptions, model_inputs: dict | None = None) -> StepConditions:
         """The denoising step's conditions for `text` (the model batch), placed."""
+        check_text_mask(text.mask, right_padded=self.transformer.RIGHT_PADDED_TEXT)  # on the host: the jitted step sees its shape only
         batch = text.states.shape[0]
         c = self.transformer.config
         guidance = embedded_guidance(options.embedded_guidance if c.guidance_embed else None, batch, c.dtype)
@@ -139,9 +173,13 @@ class TextToVideoPipeline:
         conditions = self.step_conditions(text, options, model_inputs)
         policy, carry = self.policy(options, (text.states.shape[0], *noise.shape[1:]), conditions, **policy_options)
         carry = self.plan.replicate(carry) if self.plan else jax.device_put(carry, jax.local_devices()[0])
-        latents, carry = denoise(self.compiled_step(policy), self.state, self.place(np.asarray(noise, np.float32)), schedule,
-                                 conditions, carry, progress=progress and is_main(), ip_scales=ip_scales)
-        return to_host(latents), policy.full_steps(carry, options.steps)
+        state = self.transformer_state()  # placed first: the compiled step takes its graph
+        latents, carry = denoise(self.compiled_step(policy), state, self.place(np.asarray(noise, np.float32)), schedule, conditions,
+                                 carry, progress=progress and is_main(), ip_scales=ip_scales)
+        latents, full_steps = to_host(latents), policy.full_steps(carry, options.steps)
+        if self.release_transformer:
+            self.release()
+        return latents, full_steps
 
     def decode(self, latents: np.ndarray, options: SamplingOptions) -> jax.Array:
         """Latents -> float32 video in [0, 1] (on this process's first device)."""

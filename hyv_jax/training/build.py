@@ -71,7 +71,7 @@ def save_trained(trainer: Trainer, out_dir: str | Path, *, use_ema: bool = False
             save_lora(written["lora"], adapters)
         model = merge_lora(model)
     save_converted(out_dir / "transformer", params_to_numpy(model), MODEL_KIND, model.config, "train.py",
-                   jnp.dtype(model.config.param_dtype))
+                   jnp.dtype(model.config.param_dtype), overwrite=True)
     written["transformer"] = out_dir / "transformer"
     barrier("trained model written")
     return written

@@ -24,7 +24,7 @@ def test_overrides_are_split_from_flags_and_other_unknowns_refused(capsys):
 
 
 def test_an_override_of_the_wrong_type_says_which_type():
-    with pytest.raises(ValueError, match=r"sampling.steps=abc: 'abc' is not a int \(the default is 10\)"):
+    with pytest.raises(ValueError, match=r"sampling.steps=abc: 'abc' is not an int \(the default is 10\)"):
         load_config("configs/tiny.py", ["sampling.steps=abc"])
 
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hyv_jax.nn.causal_conv import _conv3d_direct, conv3d
+from hyv_jax.nn.causal_conv import _conv3d_direct, accelerator_form, conv3d
 
 
 @pytest.mark.parametrize("kernel, stride", [
@@ -25,3 +25,13 @@ def test_conv3d_is_the_3d_convolution(kernel, stride):
     np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-6 * float(jnp.max(jnp.abs(reference))))
     grads = [jax.grad(lambda w, f=f: jnp.sum(jnp.sin(f(x, w, stride))))(w) for f in (conv3d, _conv3d_direct)]
     np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(grads[1]))))
+
+
+def test_accelerator_form_traces_the_3d_convolution_on_cpu():
+    """What a memory plan compiles on a CPU host: one 3D convolution, as a GPU runs it."""
+    x, w = jnp.ones((1, 5, 6, 6, 2)), jnp.ones((3, 3, 3, 2, 4))
+    with accelerator_form():
+        inside = jax.jit(lambda x, w: conv3d(x, w)).lower(x, w).as_text()
+    outside = jax.jit(lambda x, w: conv3d(x, w)).lower(x, w).as_text()  # a new function: jit caches traces per function
+    assert inside.count("stablehlo.convolution") == 1 and "stablehlo.case" not in inside
+    assert outside.count("stablehlo.convolution") == 3  # the CPU form: one 2D convolution per time tap

@@ -125,6 +125,18 @@ def test_truncation_is_reported(config):
         strict([TEMPLATES["video"].apply(PROMPTS[1])])  # within the limit: silent
 
 
+def test_the_tiny_tokenizers_cut_without_a_warning(encoder):
+    """They spell unknown words in pieces: the default negative prompt (true CFG) and short
+    prompts overflowed and warned, where the released tokenizers fit them easily."""
+    from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT
+
+    assert len(encoder.clip_tokenizer.token_ids(DEFAULT_NEGATIVE_PROMPT)) > encoder.clip_tokenizer.max_length
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emb = encoder.encode([DEFAULT_NEGATIVE_PROMPT, "Two zebras gallop quickly across a wide savanna at dawn"])
+    assert emb.mask.shape[0] == 2
+
+
 def test_missing_tokenizer_and_config_errors(config, tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokenizer.json in"):
         TextTokenizer.from_folder(tmp_path, 77)

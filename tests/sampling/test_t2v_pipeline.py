@@ -5,6 +5,8 @@ for all steps, seeds, CFG batching, prompt modes, frame format."""
 import dataclasses
 import zlib
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,11 +14,12 @@ from configs import load_config
 from hyv_jax.models.text.text_encoder import PromptEmbeddings
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
-from hyv_jax.sampling.denoise import FullModel
+from hyv_jax.sampling.denoise import FullModel, NonFiniteLatents, denoise
 from hyv_jax.sampling.first_block_cache import FirstBlockCache
 from hyv_jax.sampling.options import SamplingOptions
 from hyv_jax.loading.models import random_transformer, random_vae
 from hyv_jax.sampling.pipeline import TextToVideoPipeline
+from hyv_jax.sampling.schedule import FlowSchedule
 
 CONFIG = load_config("configs/tiny.py")
 OPTIONS = SamplingOptions(height=32, width=32, frames=5, steps=3)
@@ -162,3 +165,35 @@ def test_first_block_cache_one_trace_for_every_threshold_and_a_huge_one_reuses_t
     assert always.full_steps == 1
     assert np.abs(always.latents - plain.latents).max() > 1e-3
     assert pipeline.compiled_step(FirstBlockCache()).traces == 1
+
+
+def test_non_finite_latents_stop_the_loop_naming_the_step_before_decoding(pipeline, monkeypatch):
+    """Before: NaN/inf latents were decoded into a black video with exit status 0."""
+    calls = []
+    monkeypatch.setattr(pipeline, "decode", lambda *a: calls.append(a))
+    text = pipeline.encode_prompt("a cat", OPTIONS)
+    noise, _ = pipeline.noise(OPTIONS)
+    broken = jax.tree.map(lambda a: a, pipeline.state)  # new Variables: the shared pipeline's stay as they are
+    broken["final_layer"]["linear"]["bias"].value = broken["final_layer"]["linear"]["bias"].value.at[0].set(np.inf)
+    monkeypatch.setattr(pipeline, "state", broken)
+    with pytest.raises(NonFiniteLatents, match=r"NaN or infinite at denoising step 1 of 3 \(sigma 1.000\); nothing was decoded"):
+        pipeline(" a cat", OPTIONS, progress=False)
+    assert calls == []
+    # a later step: the loop itself with a step that goes wrong at its third call
+    schedule = FlowSchedule.create(5, 7.0)
+
+    def step(state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
+        latents = latents * (np.nan if len(seen) == 2 else 1.0)
+        seen.append(t)
+        return latents, carry, jnp.isfinite(latents).all()
+
+    seen = []
+    with pytest.raises(NonFiniteLatents, match="at denoising step 3 of 5"):
+        denoise(step, None, noise, schedule, pipeline.step_conditions(text, OPTIONS))
+    assert len(seen) == 3
+
+
+def test_text_masks_are_checked_on_the_host(pipeline):
+    text = pipeline.encode_prompt("a cat", OPTIONS)
+    with pytest.raises(ValueError, match=r"text mask row 0 \(00111111\) is not right-padded"):
+        pipeline.step_conditions(dataclasses.replace(text, mask=np.array([[0, 0, 1, 1, 1, 1, 1, 1]])), OPTIONS)

@@ -30,15 +30,13 @@ from flax import nnx
 from configs import load_config
 from hyv_jax.convert.converted_model import save_converted
 from hyv_jax.convert.model_state import params_to_numpy
-from hyv_jax.convert.safetensors_io import SafetensorsFile
 from hyv_jax.convert.transformer_checkpoint import MODEL_KIND, read_converted_transformer, restore_transformer
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.build import build_trainer
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
-from hyv_jax.training.lora import merge_lora
-from hyv_jax.training.lora_diffusers import load_lora
+from hyv_jax.lora.merge import merge_lora_files
 
 ROOT = Path(__file__).parents[2]
 pytestmark = pytest.mark.xdist_group("multiprocess_training")  # one worker runs the shared runs once
@@ -210,9 +208,9 @@ def test_two_processes_train_like_one(setup, default_run, mesh):
     if lora:
         for i in range(2):  # each process traced its own devices
             assert len(list((workdir / "profile" / f"process_{i}").rglob("*.xplane.pb"))) == 1
-        exported = SafetensorsFile(final / "lora.safetensors")
-        adapted = load_lora(restore_transformer(root / "base"), {k: exported.get(k) for k in exported.keys()}, rngs=nnx.Rngs(0))
-        merged = params_to_numpy(merge_lora(adapted))
+        merged = restore_transformer(root / "base")
+        merge_lora_files(merged, [(final / "lora.safetensors", 1.0)])
+        merged = params_to_numpy(merged)
         for path, value in params_to_numpy(model).items():
             np.testing.assert_allclose(value, merged[path], rtol=1e-5, atol=1e-6, err_msg=str(path))
 

@@ -51,6 +51,10 @@ class CustomTransformerConfig(TransformerConfig):
 
 
 class HunyuanCustomTransformer(HunyuanVideoTransformer):
+    # upstream's conditional text mask has ones after its padding (llava_fusion.pipeline_mask);
+    # the attention reads only its sum, the token refiner its positions, as upstream does
+    RIGHT_PADDED_TEXT = False
+
     def __init__(self, config: CustomTransformerConfig, *, rngs: nnx.Rngs):
         super().__init__(config, rngs=rngs)
         c = config

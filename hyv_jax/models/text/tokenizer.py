@@ -10,7 +10,7 @@ import numpy as np
 import tokenizers
 
 TOKENIZER_FILE = "tokenizer.json"
-TRUNCATION_POLICIES = ("warn", "error")
+TRUNCATION_POLICIES = ("warn", "error", "ignore")
 
 
 class PromptTooLong(ValueError):
@@ -75,7 +75,8 @@ class TextTokenizer:
                        f"{long[:5]}); the end is cut off as in the official pipeline. Shorten the prompt to keep all of it")
             if self.on_truncation == "error":
                 raise PromptTooLong(message)
-            warnings.warn(message, stacklevel=2)
+            if self.on_truncation == "warn":
+                warnings.warn(message, stacklevel=2)
         encodings = self._fixed.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], np.int32)
         mask = np.array([e.attention_mask for e in encodings], np.int32)
