@@ -40,31 +40,45 @@ def scan_layers(layers: M, carry: C, step: Callable[..., C], xs=None, remat_poli
 
     How the weights are stored is invisible to `step`: the scan slices one layer at a time and
     the layer is built from it there, so quantised parameters (nn/fp8.Fp8Weight) are dequantised
-    one layer at a time, and a stack held in host memory (memory kind `pinned_host`) is streamed:
-    each layer's slice is copied to the device in the iteration that runs it (on a GPU an
-    asynchronous host-to-device copy), so the device never holds the whole stack. The program
-    is the resident one plus that copy, hence the same results."""
+    one layer at a time. A stack held in host memory (memory kind `pinned_host`) is streamed one
+    layer ahead: the carry holds the layer in use on the device, and each iteration starts the
+    host-to-device copy of the next layer, which depends on nothing the layer computes, so the
+    copy overlaps the computation (on a GPU an asynchronous transfer) and the device holds about
+    two layers of the stack. The arithmetic is the resident program's, hence the same results."""
     graphdef, state = nnx.split(layers)
     n = layer_count(layers)
     stop = n if stop is None else stop % n if stop < 0 else stop
     partial = start > 0 or stop < n
     if outputs and partial:
         raise ValueError("scan_layers: outputs are collected from every layer; run the whole stack")
+    streamed = any(in_host_memory(a) for a in jax.tree.leaves(state))
+
+    def fetch(index):  # one layer's weights in device memory
+        return jax.tree.map(lambda a: to_device(jax.lax.dynamic_index_in_dim(a, index, keepdims=False)), state)
 
     def body(c, scanned):
         layer_state, x, index = scanned
+        if streamed:
+            c, layer_state = c  # the layer copied during the previous iteration
 
         def apply(c):
             layer = nnx.merge(graphdef, materialize(jax.tree.map(to_device, layer_state)))
-            return step(layer, c) if xs is None else step(layer, c, x)
+            out = step(layer, c) if xs is None else step(layer, c, x)
+            if not streamed:
+                return out
+            following = fetch(jnp.minimum(index + 1, stop - 1))
+            return ((out[0], following), out[1]) if outputs else (out, following)
 
         if outputs:
             return apply(c)
         if not partial:
             return apply(c), None
-        return jax.lax.cond((index >= start) & (index < stop), apply, lambda c: c, c), None
+        skip = (lambda c: (c, layer_state)) if streamed else (lambda c: c)
+        return jax.lax.cond((index >= start) & (index < stop), apply, skip, c), None
 
-    carry, ys = jax.lax.scan(remat(body, remat_policy), carry, (state, xs, jnp.arange(n)))
+    first = (carry, fetch(start)) if streamed else carry
+    carry, ys = jax.lax.scan(remat(body, remat_policy), first, (None if streamed else state, xs, jnp.arange(n)))
+    carry = carry[0] if streamed else carry
     return (carry, ys) if outputs else carry
 
 

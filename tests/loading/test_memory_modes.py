@@ -3,6 +3,7 @@ model run on their dequantised weights, host offload gives the resident output b
 on one device and with fp8 + offload on an 8-device ring; what lives where."""
 
 import jax
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
@@ -110,3 +111,51 @@ def test_fp8_offload_on_an_eight_device_ring_equals_one_device(outputs):
     ours = forward(nnx.split(ring)[1], nnx.graphdef(ring), args, parallel=plan)
     _, rel = report("fp8 + offload, ring over 8 devices vs fp8 on one device", ours, reference)
     assert rel < 1e-5
+
+
+def _scans(jaxpr):
+    """Every scan equation of a jaxpr, nested ones included."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _scans(inner)
+
+
+def test_offloaded_blocks_stream_one_layer_ahead():
+    """With the blocks in host memory, each block scan carries the next layer's weights on the
+    device (copied while the current layer computes), not only the activations."""
+    graphdef, state = nnx.split(load_transformer(TINY, seed=1, memory=MODES["offload"]))
+    jaxpr = jax.make_jaxpr(lambda s, *a: nnx.merge(graphdef, s)(*a))(state, *inputs(TINY)).jaxpr
+    layer_shapes = {stack: {tuple(a.shape[1:]) for a in jax.tree.leaves(nnx.state(getattr(nnx.merge(graphdef, state), stack)))}
+                    for stack in ("double_blocks", "single_blocks")}
+    carried = []
+    for eqn in _scans(jaxpr):
+        consts, count = eqn.params["num_consts"], eqn.params["num_carry"]
+        carry = [v.aval for v in eqn.invars[consts:consts + count]]
+        carried.append({tuple(a.shape) for a in carry if a.memory_space != jax.memory.Space.Host})
+    for stack, shapes in layer_shapes.items():
+        assert any(shapes <= c for c in carried), f"no scan carries one {stack} layer on the device"
+
+
+@pytest.mark.parametrize("start, stop", [(0, None), (1, None), (1, 3), (0, 2)])
+def test_a_streamed_stack_runs_any_layer_range_as_the_resident_one(start, stop):
+    """The caches run part of a stack (scan_layers start/stop): streamed from host memory, the
+    same layers run with the same weights."""
+    from hyv_jax.nn.stack import scan_layers, stack_layers
+
+    layers = stack_layers(lambda rngs: nnx.Linear(4, 4, rngs=rngs), 4, nnx.Rngs(0))
+    graphdef, state = nnx.split(layers)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    host = jax.tree.map(lambda a: jax.device_put(a, device.with_memory_kind("pinned_host")), state)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+
+    def run(s):
+        return np.asarray(jax.jit(lambda s, x: scan_layers(nnx.merge(graphdef, s), x, lambda layer, h: jnp.tanh(layer(h)),
+                                                           start=start, stop=stop))(s, x))
+
+    assert np.array_equal(run(host), run(state))
+    assert not np.array_equal(run(state), x)
