@@ -16,3 +16,10 @@ for flag in ("--xla_force_host_platform_device_count=8", "--xla_backend_optimiza
 os.environ["HYV_JAX_COMPILE_CACHE"] = ""
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
+
+
+def pytest_collection_modifyitems(items):
+    """The one xdist group (tests/training/test_multiprocess_training.py, minutes of serial
+    multi-process runs on one worker) first: with --dist loadgroup the other worker then takes
+    the rest meanwhile, instead of idling while the group ends the run."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
