@@ -112,8 +112,8 @@ def parse_args(argv):
                         help="keep the transformer blocks' linear weights in float8_e4m3fn with one scale per tensor (upstream's "
                              "--use-fp8 and its rounding), dequantised one block at a time: about half the weight memory")
     memory.add_argument("--use-cpu-offload", "--cpu-offload", dest="cpu_offload", action="store_true",
-                        help="keep the transformer's double and single blocks in pinned host memory and copy each block to the "
-                             "device when the scan runs it (HunyuanVideo's --use-cpu-offload, HunyuanCustom's --cpu-offload)")
+                        help="keep the transformer's double and single blocks in pinned host memory and stream them to the "
+                             "device one block ahead of use (HunyuanVideo's --use-cpu-offload, HunyuanCustom's --cpu-offload)")
     memory.add_argument("--residency", choices=RESIDENCY_CHOICES, default="auto",
                         help="resident: the transformer stays placed once loaded; sequential: it is placed after the text "
                              "encoders ran and freed before the VAE decodes; auto (default): resident where the memory plan "
