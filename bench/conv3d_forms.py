@@ -7,7 +7,8 @@ beside torch's conv3d in the same run: where the VAE's decode time goes on a CPU
 
 Forms: `3d` XLA's 3D convolution; `taps` one 2D convolution per time tap (frames folded into the
 batch); `im2col` the 3x3 window concatenated into channels, one matmul per time tap; `shifted` 27
-shifted matmuls accumulated; `matmul` a plain (4096 x 9C) x (9C x C) product for XLA's matmul
+shifted matmuls accumulated; `winograd` F(2x2, 3x3) over space, 16 matmuls per time tap (the CPU
+form nn/causal_conv.py uses); `matmul` a plain (4096 x 9C) x (9C x C) product for XLA's matmul
 speed against torch's. Each time is the best of --repeats calls after a compile; the ratio is
 torch's time over ours (above 1: faster than torch).
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout, uninstalled
 
-from hyv_jax.nn.causal_conv import _conv3d_direct, _conv3d_frame_taps  # noqa: E402
+from hyv_jax.nn.causal_conv import _conv3d_direct, _conv3d_frame_taps, _conv3d_winograd  # noqa: E402
 
 
 def im2col(x, k):
@@ -39,7 +40,7 @@ def shifted(x, k):
 
 
 FORMS = {"3d": lambda x, k: _conv3d_direct(x, k, (1, 1, 1)), "taps": lambda x, k: _conv3d_frame_taps(x, k, (1, 1, 1)),
-         "im2col": im2col, "shifted": shifted}
+         "im2col": im2col, "shifted": shifted, "winograd": lambda x, k: _conv3d_winograd(x, k, 1)}
 
 
 def best(call, repeats: int) -> float:

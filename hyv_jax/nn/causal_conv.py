@@ -53,17 +53,59 @@ def _conv3d_frame_taps(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, 
     return out.reshape(b, frames, *out.shape[1:])
 
 
+def _winograd_in(d0, d1, d2, d3):
+    """B^T d of Winograd's F(2, 3) along one axis: 4 overlapping inputs -> 4 transformed points."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+def _winograd_out(m0, m1, m2, m3):
+    """A^T m of F(2, 3): 4 products -> 2 outputs."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+def _conv3d_winograd(x: jax.Array, kernel: jax.Array, time_stride: int) -> jax.Array:
+    """A (kt, 3, 3) kernel with space stride 1 as Winograd's F(2x2, 3x3) over (H, W): every 2x2
+    output block is 16 products of transformed 4x4 input tiles with the transformed kernel, so
+    the multiplies per output drop from 9 to 4 per time tap, and those products are 16 plain
+    matmuls over channels (time taps summed in the transformed domain). Its transforms only add
+    and subtract or halve, so float32 results stay within ~1e-6 of the direct convolution."""
+    b, t, h, w, c = x.shape
+    kt, co = kernel.shape[0], kernel.shape[-1]
+    frames, ho, wo = (t - kt) // time_stride + 1, h - 2, w - 2
+    nh, nw = -(-ho // 2), -(-wo // 2)  # output blocks; odd sizes padded, then cropped
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, 2 * nh + 2 - h), (0, 2 * nw + 2 - w), (0, 0)))
+    rows = _winograd_in(*(x[:, :, i:i + 2 * nh:2] for i in range(4)))
+    tiles = jnp.stack([v for r in rows for v in _winograd_in(*(r[:, :, :, j:j + 2 * nw:2] for j in range(4)))])
+    g = jnp.asarray([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], kernel.dtype)
+    u = jnp.einsum("ai,tijco,bj->abtco", g, kernel, g).reshape(16, kt, c, co)
+    products = None
+    for tap in range(kt):
+        frame_tiles = jax.lax.slice_in_dim(tiles, tap, tap + time_stride * (frames - 1) + 1, time_stride, axis=2)
+        y = jnp.einsum("pbthwc,pco->pbthwo", frame_tiles, u[:, tap])
+        products = y if products is None else products + y
+    products = products.reshape(4, 4, b, frames, nh, nw, co)
+    blocks = [_winograd_out(*(r[j] for j in range(4))) for r in _winograd_out(*(products[i] for i in range(4)))]
+    y = jnp.stack([jnp.stack(row, axis=-2) for row in blocks], axis=3)  # (b, frames, nh, 2, nw, 2, co)
+    return y.reshape(b, frames, 2 * nh, 2 * nw, co)[:, :, :ho, :wo]
+
+
+def _conv3d_cpu(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int]) -> jax.Array:
+    if kernel.shape[1:3] == (3, 3) and stride[1:] == (1, 1):
+        return _conv3d_winograd(x, kernel, stride[0])
+    return _conv3d_frame_taps(x, kernel, stride)
+
+
 def conv3d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int] = (1, 1, 1)) -> jax.Array:
     """Valid 3D convolution, NDHWC x DHWIO -> NDHWC, formulated per backend (chosen when the
-    program is lowered): on CPU XLA's 3D convolution is several times slower than its 2D one
-    at the VAE's shapes (bench/vae.py), so there it runs as 2D convolutions per time tap;
-    GPU and TPU keep the single 3D convolution their compilers tile directly. A 1x1x1 kernel is
-    a matmul everywhere."""
+    program is lowered): on CPU XLA's 3D convolution is several times slower than torch's at
+    the VAE's shapes (bench/conv3d_forms.py), so there 3x3 kernels run as Winograd F(2x2, 3x3)
+    matmuls and strided ones as 2D convolutions per time tap; GPU and TPU keep the single 3D
+    convolution their compilers tile directly. A 1x1x1 kernel is a matmul everywhere."""
     if kernel.shape[:3] == (1, 1, 1):
         return jnp.einsum("bthwc,co->bthwo", x[:, :: stride[0], :: stride[1], :: stride[2]], kernel[0, 0, 0])
     if _ACCELERATOR_FORM.get():
         return _conv3d_direct(x, kernel, stride)
-    return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _conv3d_frame_taps(x, k, stride),
+    return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _conv3d_cpu(x, k, stride),
                                       default=lambda x, k: _conv3d_direct(x, k, stride))
 
 

@@ -1,5 +1,6 @@
-"""conv3d: the CPU formulation (2D convolutions per time tap, a matmul for 1x1x1 kernels) is the
-3D convolution, values and gradients, with the VAE's strides."""
+"""conv3d: the CPU formulation (Winograd F(2x2, 3x3) matmuls for 3x3 kernels with space stride 1,
+2D convolutions per time tap for strided ones, a matmul for 1x1x1 kernels) is the 3D
+convolution, values and gradients, with the VAE's strides and odd and even sizes."""
 
 import jax
 import jax.numpy as jnp
@@ -11,14 +12,16 @@ from hyv_jax.nn.causal_conv import _conv3d_direct, accelerator_form, conv3d
 
 @pytest.mark.parametrize("kernel, stride", [
     ((3, 3, 3), (1, 1, 1)),
+    ((3, 3, 3), (2, 1, 1)),  # time stride on the Winograd form
     ((3, 3, 3), (2, 2, 2)),  # the VAE's time-and-space downsampler
     ((3, 3, 3), (1, 2, 2)),  # space only
     ((1, 1, 1), (1, 1, 1)),  # shortcuts and the quant convs
     ((1, 1, 1), (2, 2, 2)),
 ])
-def test_conv3d_is_the_3d_convolution(kernel, stride):
+@pytest.mark.parametrize("size", [(10, 12), (9, 11)])  # even and odd output blocks
+def test_conv3d_is_the_3d_convolution(kernel, stride, size):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((2, 9, 10, 12, 5)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((2, 9, *size, 5)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((*kernel, 5, 7)), jnp.float32)
     ours, reference = jax.jit(conv3d, static_argnums=2)(x, w, stride), _conv3d_direct(x, w, stride)
     assert jax.default_backend() == "cpu" and ours.shape == reference.shape
@@ -33,5 +36,7 @@ def test_accelerator_form_traces_the_3d_convolution_on_cpu():
     with accelerator_form():
         inside = jax.jit(lambda x, w: conv3d(x, w)).lower(x, w).as_text()
     outside = jax.jit(lambda x, w: conv3d(x, w)).lower(x, w).as_text()  # a new function: jit caches traces per function
+    strided = jax.jit(lambda x, w: conv3d(x, w, (1, 2, 2))).lower(x, w).as_text()
     assert inside.count("stablehlo.convolution") == 1 and "stablehlo.case" not in inside
-    assert outside.count("stablehlo.convolution") == 3  # the CPU form: one 2D convolution per time tap
+    assert "stablehlo.convolution" not in outside and "stablehlo.dot_general" in outside  # the CPU form: Winograd matmuls
+    assert strided.count("stablehlo.convolution") == 3  # strided in space: one 2D convolution per time tap
