@@ -7,7 +7,6 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
-from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
@@ -16,6 +15,7 @@ from hyv_jax.convert.fp8_weights import read_fp8_params, stored
 from hyv_jax.convert.mapping import CheckpointMismatch, jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.custom.transformer import CustomTransformerConfig, HunyuanCustomTransformer
+from hyv_jax.nn.params import abstract_module
 
 MODEL_KIND = "hunyuan_custom_transformer"
 # config flag -> (a key only that layout has, the released folder, what the modules do)
@@ -26,7 +26,7 @@ _MODULE_FLAGS = {
 
 
 def abstract_custom(config: CustomTransformerConfig) -> HunyuanCustomTransformer:
-    return nnx.eval_shape(lambda: HunyuanCustomTransformer(config, rngs=nnx.Rngs(0)))
+    return abstract_module(lambda rngs: HunyuanCustomTransformer(config, rngs=rngs))
 
 
 def check_layout(source: TensorSource, config: CustomTransformerConfig) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
-from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TORCH_SUFFIXES, TensorSource, open_checkpoint, torch_to_numpy
 from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
@@ -17,6 +16,7 @@ from hyv_jax.convert.hunyuan_dit_table import diffusers_regroups, hunyuan_dit_ru
 from hyv_jax.convert.mapping import jax_to_torch, regroup_state, regrouped_source, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig
+from hyv_jax.nn.params import abstract_module
 
 MODEL_KIND = "hunyuan_dit_transformer"
 LAYOUTS = ("original", "diffusers")
@@ -59,7 +59,7 @@ def from_section(section, read, marker: str):
 
 
 def abstract_hunyuan_dit(config: HunyuanDiTConfig) -> HunyuanDiT:
-    return nnx.eval_shape(lambda: HunyuanDiT(config, rngs=nnx.Rngs(0)))
+    return abstract_module(lambda rngs: HunyuanDiT(config, rngs=rngs))
 
 
 def read_torch_hunyuan_dit(source: TensorSource, config: HunyuanDiTConfig, dtype=ml_dtypes.bfloat16) -> dict:

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.converted_model import read_converted, restore_model, save_converted
@@ -15,12 +14,13 @@ from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.sdxl_vae_table import sdxl_vae_rules
 from hyv_jax.models.hunyuan_dit.vae import SDXLVAE, SDXLVAEConfig
+from hyv_jax.nn.params import abstract_module
 
 MODEL_KIND = "sdxl_vae"
 
 
 def abstract_sdxl_vae(config: SDXLVAEConfig) -> SDXLVAE:
-    return nnx.eval_shape(lambda: SDXLVAE(config, rngs=nnx.Rngs(0)))
+    return abstract_module(lambda rngs: SDXLVAE(config, rngs=rngs))
 
 
 def read_torch_sdxl_vae(source: TensorSource, config: SDXLVAEConfig, dtype=np.float32) -> dict:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
-from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, regroup_state, regrouped_source, torch_to_jax
@@ -15,6 +14,7 @@ from hyv_jax.convert.fp8_weights import read_fp8_params, stored
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.transformer_table import diffusers_regroups, transformer_rules
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
+from hyv_jax.nn.params import abstract_module
 
 MODEL_KIND = "hunyuan_video_transformer"
 LAYOUTS = ("original", "diffusers")
@@ -32,7 +32,7 @@ def detect_layout(source: TensorSource) -> str:
 
 
 def abstract_transformer(config: TransformerConfig) -> HunyuanVideoTransformer:
-    return nnx.eval_shape(lambda: HunyuanVideoTransformer(config, rngs=nnx.Rngs(0)))
+    return abstract_module(lambda rngs: HunyuanVideoTransformer(config, rngs=rngs))
 
 
 def read_torch_transformer(source: TensorSource, config: TransformerConfig, dtype=ml_dtypes.bfloat16) -> dict:

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
 from hyv_jax.convert.checkpoint_source import TensorSource, open_checkpoint
 from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
@@ -14,13 +13,14 @@ from hyv_jax.convert.converted_model import checked_info, read_converted, restor
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.vae_table import vae_rules
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
+from hyv_jax.nn.params import abstract_module
 
 MODEL_KIND = "hunyuan_video_vae"
 PREFIX = "vae."
 
 
 def abstract_vae(config: VAEConfig) -> CausalVideoVAE:
-    return nnx.eval_shape(lambda: CausalVideoVAE(config, rngs=nnx.Rngs(0)))
+    return abstract_module(lambda rngs: CausalVideoVAE(config, rngs=rngs))
 
 
 def read_torch_vae(source: TensorSource, config: VAEConfig, dtype=np.float32) -> dict:
