@@ -66,27 +66,28 @@ def _winograd_out(m0, m1, m2, m3):
 def _conv3d_winograd(x: jax.Array, kernel: jax.Array, time_stride: int) -> jax.Array:
     """A (kt, 3, 3) kernel with space stride 1 as Winograd's F(2x2, 3x3) over (H, W): every 2x2
     output block is 16 products of transformed 4x4 input tiles with the transformed kernel, so
-    the multiplies per output drop from 9 to 4 per time tap, and those products are 16 plain
-    matmuls over channels (time taps summed in the transformed domain). Its transforms only add
-    and subtract or halve, so float32 results stay within ~1e-6 of the direct convolution."""
+    the multiplies per output drop from 9 to 4 per time tap, and those products are plain
+    matmuls over channels, one per transformed point and time tap (time taps summed in the
+    transformed domain). The 16 points stay separate arrays: stacking them cost a third of the
+    time on XLA:CPU (bench/conv3d_forms.py). The transforms only add, subtract and halve, so
+    float32 results stay within ~1e-6 of the direct convolution."""
     b, t, h, w, c = x.shape
-    kt, co = kernel.shape[0], kernel.shape[-1]
+    kt = kernel.shape[0]
     frames, ho, wo = (t - kt) // time_stride + 1, h - 2, w - 2
     nh, nw = -(-ho // 2), -(-wo // 2)  # output blocks; odd sizes padded, then cropped
     x = jnp.pad(x, ((0, 0), (0, 0), (0, 2 * nh + 2 - h), (0, 2 * nw + 2 - w), (0, 0)))
     rows = _winograd_in(*(x[:, :, i:i + 2 * nh:2] for i in range(4)))
-    tiles = jnp.stack([v for r in rows for v in _winograd_in(*(r[:, :, :, j:j + 2 * nw:2] for j in range(4)))])
+    tiles = [v for r in rows for v in _winograd_in(*(r[:, :, :, j:j + 2 * nw:2] for j in range(4)))]  # point 4a + b
     g = jnp.asarray([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], kernel.dtype)
-    u = jnp.einsum("ai,tijco,bj->abtco", g, kernel, g).reshape(16, kt, c, co)
-    products = None
-    for tap in range(kt):
-        frame_tiles = jax.lax.slice_in_dim(tiles, tap, tap + time_stride * (frames - 1) + 1, time_stride, axis=2)
-        y = jnp.einsum("pbthwc,pco->pbthwo", frame_tiles, u[:, tap])
-        products = y if products is None else products + y
-    products = products.reshape(4, 4, b, frames, nh, nw, co)
-    blocks = [_winograd_out(*(r[j] for j in range(4))) for r in _winograd_out(*(products[i] for i in range(4)))]
+    u = jnp.einsum("ai,tijco,bj->abtco", g, kernel, g).reshape(16, kt, c, -1)
+    products = [sum(jnp.einsum("bthwc,co->bthwo", jax.lax.slice_in_dim(tile, tap, tap + time_stride * (frames - 1) + 1,
+                                                                       time_stride, axis=1), u[p, tap])
+                    for tap in range(kt))
+                for p, tile in enumerate(tiles)]
+    columns = [_winograd_out(*(products[4 * a + col] for a in range(4))) for col in range(4)]
+    blocks = [_winograd_out(*(columns[col][i] for col in range(4))) for i in range(2)]  # blocks[i][j]: output (2r+i, 2s+j)
     y = jnp.stack([jnp.stack(row, axis=-2) for row in blocks], axis=3)  # (b, frames, nh, 2, nw, 2, co)
-    return y.reshape(b, frames, 2 * nh, 2 * nw, co)[:, :, :ho, :wo]
+    return y.reshape(b, frames, 2 * nh, 2 * nw, -1)[:, :, :ho, :wo]
 
 
 def _conv3d_cpu(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int]) -> jax.Array:
