@@ -68,11 +68,9 @@ def build_mt5() -> Tokenizer:
 
 
 def main():
-    for name, build in (("bert", build_bert), ("mt5", build_mt5)):
-        tok = build()
-        (HERE / name).mkdir(exist_ok=True)
-        tok.save(str(HERE / name / "tokenizer.json"))
-        print(f"{name}: {tok.get_vocab_size()} tokens -> {HERE / name / 'tokenizer.json'}")
+    from hyv_jax.assets.tokenizer_files import write_tokenizers
+
+    write_tokenizers(HERE, {"bert": build_bert, "mt5": build_mt5})
 
 
 if __name__ == "__main__":

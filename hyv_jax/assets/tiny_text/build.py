@@ -76,11 +76,9 @@ def build_clip() -> Tokenizer:
 
 
 def main():
-    for name, build in (("llm", build_llm), ("clip", build_clip)):
-        tok = build()
-        (HERE / name).mkdir(exist_ok=True)
-        tok.save(str(HERE / name / "tokenizer.json"))
-        print(f"{name}: {tok.get_vocab_size()} tokens -> {HERE / name / 'tokenizer.json'}")
+    from hyv_jax.assets.tokenizer_files import write_tokenizers
+
+    write_tokenizers(HERE, {"llm": build_llm, "clip": build_clip})
 
 
 if __name__ == "__main__":
