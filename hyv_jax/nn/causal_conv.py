@@ -8,6 +8,7 @@ single frame encodes the same alone as at the start of a video.
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -63,6 +64,7 @@ def _winograd_out(m0, m1, m2, m3):
     return m0 + m1 + m2, m1 - m2 - m3
 
 
+@functools.partial(jax.jit, static_argnums=2)  # traced once per shape: a decoder repeats its shapes
 def _conv3d_winograd(x: jax.Array, kernel: jax.Array, time_stride: int) -> jax.Array:
     """A (kt, 3, 3) kernel with space stride 1 as Winograd's F(2x2, 3x3) over (H, W): every 2x2
     output block is 16 products of transformed 4x4 input tiles with the transformed kernel, so
@@ -80,8 +82,7 @@ def _conv3d_winograd(x: jax.Array, kernel: jax.Array, time_stride: int) -> jax.A
     tiles = [v for r in rows for v in _winograd_in(*(r[:, :, :, j:j + 2 * nw:2] for j in range(4)))]  # point 4a + b
     g = jnp.asarray([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], kernel.dtype)
     u = jnp.einsum("ai,tijco,bj->abtco", g, kernel, g).reshape(16, kt, c, -1)
-    products = [sum(jnp.einsum("bthwc,co->bthwo", jax.lax.slice_in_dim(tile, tap, tap + time_stride * (frames - 1) + 1,
-                                                                       time_stride, axis=1), u[p, tap])
+    products = [sum(jax.lax.slice_in_dim(tile, tap, tap + time_stride * (frames - 1) + 1, time_stride, axis=1) @ u[p, tap]
                     for tap in range(kt))
                 for p, tile in enumerate(tiles)]
     columns = [_winograd_out(*(products[4 * a + col] for a in range(4))) for col in range(4)]
@@ -90,8 +91,16 @@ def _conv3d_winograd(x: jax.Array, kernel: jax.Array, time_stride: int) -> jax.A
     return y.reshape(b, frames, 2 * nh, 2 * nw, -1)[:, :, :ho, :wo]
 
 
+# Below this many multiply-adds (~10 ms of CPU work) a convolution keeps the per-tap form: the
+# Winograd form is ~250 operations to trace and lower, which a small VAE (the tiny default's)
+# paid on every run for nothing.
+WINOGRAD_MIN_MACS = 2**30
+
+
 def _conv3d_cpu(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int]) -> jax.Array:
-    if kernel.shape[1:3] == (3, 3) and stride[1:] == (1, 1):
+    b, t, h, w, c = x.shape
+    macs = b * ((t - kernel.shape[0]) // stride[0] + 1) * (h - 2) * (w - 2) * kernel[..., 0, 0].size * c * kernel.shape[-1]
+    if kernel.shape[1:3] == (3, 3) and stride[1:] == (1, 1) and macs >= WINOGRAD_MIN_MACS:
         return _conv3d_winograd(x, kernel, stride[0])
     return _conv3d_frame_taps(x, kernel, stride)
 
@@ -99,8 +108,8 @@ def _conv3d_cpu(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int]) -
 def conv3d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int] = (1, 1, 1)) -> jax.Array:
     """Valid 3D convolution, NDHWC x DHWIO -> NDHWC, formulated per backend (chosen when the
     program is lowered): on CPU XLA's 3D convolution is several times slower than torch's at
-    the VAE's shapes (bench/conv3d_forms.py), so there 3x3 kernels run as Winograd F(2x2, 3x3)
-    matmuls and strided ones as 2D convolutions per time tap; GPU and TPU keep the single 3D
+    the VAE's shapes (bench/conv3d_forms.py), so there large 3x3 kernels run as Winograd
+    F(2x2, 3x3) matmuls and small or strided ones as 2D convolutions per time tap; GPU and TPU keep the single 3D
     convolution their compilers tile directly. A 1x1x1 kernel is a matmul everywhere."""
     if kernel.shape[:3] == (1, 1, 1):
         return jnp.einsum("bthwc,co->bthwo", x[:, :: stride[0], :: stride[1], :: stride[2]], kernel[0, 0, 0])

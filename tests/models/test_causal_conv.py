@@ -1,12 +1,13 @@
-"""conv3d: the CPU formulation (Winograd F(2x2, 3x3) matmuls for 3x3 kernels with space stride 1,
-2D convolutions per time tap for strided ones, a matmul for 1x1x1 kernels) is the 3D
-convolution, values and gradients, with the VAE's strides and odd and even sizes."""
+"""conv3d: the CPU formulations (Winograd F(2x2, 3x3) matmuls for large 3x3 kernels with space
+stride 1, 2D convolutions per time tap for small or strided ones, a matmul for 1x1x1 kernels)
+are the 3D convolution, values and gradients, with the VAE's strides and odd and even sizes."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hyv_jax.nn import causal_conv
 from hyv_jax.nn.causal_conv import _conv3d_direct, accelerator_form, conv3d
 
 
@@ -19,11 +20,17 @@ from hyv_jax.nn.causal_conv import _conv3d_direct, accelerator_form, conv3d
     ((1, 1, 1), (2, 2, 2)),
 ])
 @pytest.mark.parametrize("size", [(10, 12), (9, 11)])  # even and odd output blocks
-def test_conv3d_is_the_3d_convolution(kernel, stride, size):
+@pytest.mark.parametrize("winograd_min_macs", [0, 2**62])  # every eligible kernel as Winograd / none
+def test_conv3d_is_the_3d_convolution(kernel, stride, size, winograd_min_macs, monkeypatch):
+    monkeypatch.setattr(causal_conv, "WINOGRAD_MIN_MACS", winograd_min_macs)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, 9, *size, 5)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((*kernel, 5, 7)), jnp.float32)
-    ours, reference = jax.jit(conv3d, static_argnums=2)(x, w, stride), _conv3d_direct(x, w, stride)
+    ours = jax.jit(lambda x, w: conv3d(x, w, stride))  # a new function: jit caches traces per function
+    if kernel == (3, 3, 3):
+        winograd = "stablehlo.convolution" not in ours.lower(x, w).as_text()
+        assert winograd == (winograd_min_macs == 0 and stride[1:] == (1, 1))
+    ours, reference = ours(x, w), _conv3d_direct(x, w, stride)
     assert jax.default_backend() == "cpu" and ours.shape == reference.shape
     np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-6 * float(jnp.max(jnp.abs(reference))))
     grads = [jax.grad(lambda w, f=f: jnp.sum(jnp.sin(f(x, w, stride))))(w) for f in (conv3d, _conv3d_direct)]
@@ -32,11 +39,14 @@ def test_conv3d_is_the_3d_convolution(kernel, stride, size):
 
 def test_accelerator_form_traces_the_3d_convolution_on_cpu():
     """What a memory plan compiles on a CPU host: one 3D convolution, as a GPU runs it."""
-    x, w = jnp.ones((1, 5, 6, 6, 2)), jnp.ones((3, 3, 3, 2, 4))
+    x, w = jax.ShapeDtypeStruct((1, 19, 192, 256, 32), jnp.float32), jax.ShapeDtypeStruct((3, 3, 3, 32, 32), jnp.float32)
     with accelerator_form():
         inside = jax.jit(lambda x, w: conv3d(x, w)).lower(x, w).as_text()
     outside = jax.jit(lambda x, w: conv3d(x, w)).lower(x, w).as_text()  # a new function: jit caches traces per function
     strided = jax.jit(lambda x, w: conv3d(x, w, (1, 2, 2))).lower(x, w).as_text()
+    small = jax.ShapeDtypeStruct((1, 5, 6, 6, 2), jnp.float32), jax.ShapeDtypeStruct((3, 3, 3, 2, 4), jnp.float32)
+    small = jax.jit(lambda x, w: conv3d(x, w)).lower(*small).as_text()
     assert inside.count("stablehlo.convolution") == 1 and "stablehlo.case" not in inside
-    assert "stablehlo.convolution" not in outside and "stablehlo.dot_general" in outside  # the CPU form: Winograd matmuls
+    assert "stablehlo.convolution" not in outside and "stablehlo.dot_general" in outside  # CPU, large: Winograd matmuls
     assert strided.count("stablehlo.convolution") == 3  # strided in space: one 2D convolution per time tap
+    assert small.count("stablehlo.convolution") == 3  # small: per time tap too, cheaper to trace
