@@ -8,12 +8,13 @@
   python bench/train_tiny_default.py --caption_losses hyv_jax/assets/tiny_default       # per-caption loss
   python bench/train_tiny_default.py --out runs/td2 --init runs/td1/final ...           # continue a trained pair
 
-The defaults are the settings of the run that made the shipped weights (38 min on 2 free CPU
-cores) with two VAE loss changes made since, which that run did not have: the foreground
-weight also covers pixels the reconstruction paints (no halo), and a posterior noise floor
-(--vae_min_std 0.1). --caption_losses on the shipped pair shows why the floor: green captions
-have loss 0.0018 against 0.21 for white, because its VAE codes green objects in latent
-deviations of ~0.01 (posterior noise ~0.004) that the transformer's loss hardly sees.
+The defaults are the settings of the run that made the shipped weights (77 min on 2 CPU cores,
+shared with other work; 2026-12-01): 1400 VAE clip steps, 4096 prepared clips, 12000
+transformer steps, and the VAE loss's foreground weight covering pixels the reconstruction
+paints (no halo) plus a posterior noise floor (--vae_min_std 0.1). --caption_losses on the
+previous pair showed why the floor: green captions had loss 0.0018 against 0.21 for white,
+because its VAE coded green objects in latent deviations of ~0.01 (posterior noise ~0.004)
+that the transformer's loss hardly saw.
 
 Steps: `train.py train-vae` (configs/tiny_default.py's VAE on procedural scenes rendered on
 the fly: single frames, then clips; 32x32 crops of scenes at the sampling size; the latent
@@ -164,11 +165,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=2, help="samples per prompt in the measurement")
     p.add_argument("--install", action="store_true", help=f"copy the trained weights to {ASSET_DIR}")
     p.add_argument("--vae_image_steps", type=int, default=1000, help="VAE steps on single frames")
-    p.add_argument("--vae_steps", type=int, default=700, help="then VAE steps on clips (each with a single-frame step)")
+    p.add_argument("--vae_steps", type=int, default=1400, help="then VAE steps on clips (each with a single-frame step)")
     p.add_argument("--vae_lr", type=float, default=2e-3)
     p.add_argument("--vae_min_std", type=float, default=0.1, help="train-vae --min_posterior_std (least posterior noise)")
-    p.add_argument("--scenes", type=int, default=2048, help="procedural clips encoded for the transformer")
-    p.add_argument("--steps", type=int, default=5000, help="transformer training steps")
+    p.add_argument("--scenes", type=int, default=4096, help="procedural clips encoded for the transformer")
+    p.add_argument("--steps", type=int, default=12000, help="transformer training steps")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     args = p.parse_args()
