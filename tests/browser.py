@@ -119,11 +119,15 @@ class Browser:
     def navigate(self, url: str) -> None:
         self.command("Page.navigate", {"url": url}, session=True)
 
-    def type_into(self, selector: str, text: str) -> None:
-        """Replaces the text of the input matched by `selector` as typing would (input events)."""
-        self.wait_for_element(selector)
-        self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.focus(); e.select(); }})()")
+    def type_into(self, selector: str, text: str, timeout: float = 30.0) -> None:
+        """Replaces the text of the input matched by `selector` as typing would (input events).
+        Waits until the input is visible (one in a closed accordion is in the page but takes no
+        focus: the text went nowhere) and until it holds the text."""
+        element = f"document.querySelector({json.dumps(selector)})"
+        self.wait_for(f"(() => {{ const e = {element}; return !!e && e.checkVisibility(); }})()", timeout, f"visible {selector}")
+        self.evaluate(f"(() => {{ const e = {element}; e.focus(); e.select(); }})()")
         self.command("Input.insertText", {"text": text}, session=True)
+        self.wait_for(f"{element}.value === {json.dumps(text)}", timeout, f"{text!r} in {selector}")
 
     def click(self, selector: str) -> None:
         """A left click in the middle of the element, with the mouse as a user would."""

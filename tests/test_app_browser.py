@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -148,3 +149,15 @@ def test_browser_errors_name_the_wait():
             assert "no a thing that never comes within 0.5 s" in str(error)
         else:
             raise AssertionError("wait_for returned for a false condition")
+
+
+def test_type_into_waits_until_the_input_shows():
+    """An input of a closed accordion is in the page, hidden: typing into it went nowhere (the
+    page test's flow shift once stayed at its default and sampled instead of failing)."""
+    page = ("<input id=x style='display:none'>"
+            "<script>setTimeout(() => { document.querySelector('#x').style.display = 'block'; }, 500)</script>")
+    with Browser() as browser:
+        browser.navigate("data:text/html," + urllib.parse.quote(page))
+        browser.wait_for_element("#x", 10)
+        browser.type_into("#x", "0", timeout=10)
+        assert browser.evaluate("document.querySelector('#x').value") == "0"
