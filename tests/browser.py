@@ -125,9 +125,15 @@ class Browser:
         focus: the text went nowhere) and until it holds the text."""
         element = f"document.querySelector({json.dumps(selector)})"
         self.wait_for(f"(() => {{ const e = {element}; return !!e && e.checkVisibility(); }})()", timeout, f"visible {selector}")
-        self.evaluate(f"(() => {{ const e = {element}; e.focus(); e.select(); }})()")
-        self.command("Input.insertText", {"text": text}, session=True)
-        self.wait_for(f"{element}.value === {json.dumps(text)}", timeout, f"{text!r} in {selector}")
+        end = time.monotonic() + timeout
+        while True:  # a re-rendering page (an opening accordion) may drop the text: type it again
+            self.evaluate(f"(() => {{ const e = {element}; e.focus(); e.select(); }})()")
+            self.command("Input.insertText", {"text": text}, session=True)
+            if self.evaluate(f"{element}.value === {json.dumps(text)}"):
+                return
+            if time.monotonic() > end:
+                raise BrowserError(f"no {text!r} in {selector} within {timeout} s")
+            time.sleep(0.2)
 
     def click(self, selector: str) -> None:
         """A left click in the middle of the element, with the mouse as a user would."""
