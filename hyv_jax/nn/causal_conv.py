@@ -9,6 +9,7 @@ single frame encodes the same alone as at the start of a video.
 import contextlib
 import contextvars
 import functools
+import math
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -99,7 +100,8 @@ WINOGRAD_MIN_MACS = 2**30
 
 def _conv3d_cpu(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int]) -> jax.Array:
     b, t, h, w, c = x.shape
-    macs = b * ((t - kernel.shape[0]) // stride[0] + 1) * (h - 2) * (w - 2) * kernel[..., 0, 0].size * c * kernel.shape[-1]
+    frames = (t - kernel.shape[0]) // stride[0] + 1
+    macs = b * frames * (h - 2) * (w - 2) * math.prod(kernel.shape[:3]) * c * kernel.shape[-1]
     if kernel.shape[1:3] == (3, 3) and stride[1:] == (1, 1) and macs >= WINOGRAD_MIN_MACS:
         return _conv3d_winograd(x, kernel, stride[0])
     return _conv3d_frame_taps(x, kernel, stride)
@@ -109,8 +111,8 @@ def conv3d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int] = (1, 1
     """Valid 3D convolution, NDHWC x DHWIO -> NDHWC, formulated per backend (chosen when the
     program is lowered): on CPU XLA's 3D convolution is several times slower than torch's at
     the VAE's shapes (bench/conv3d_forms.py), so there large 3x3 kernels run as Winograd
-    F(2x2, 3x3) matmuls and small or strided ones as 2D convolutions per time tap; GPU and TPU keep the single 3D
-    convolution their compilers tile directly. A 1x1x1 kernel is a matmul everywhere."""
+    F(2x2, 3x3) matmuls and small or strided ones as 2D convolutions per time tap; GPU and TPU
+    keep the single 3D convolution their compilers tile directly. A 1x1x1 kernel is a matmul everywhere."""
     if kernel.shape[:3] == (1, 1, 1):
         return jnp.einsum("bthwc,co->bthwo", x[:, :: stride[0], :: stride[1], :: stride[2]], kernel[0, 0, 0])
     if _ACCELERATOR_FORM.get():
