@@ -119,20 +119,26 @@ class Browser:
     def navigate(self, url: str) -> None:
         self.command("Page.navigate", {"url": url}, session=True)
 
-    def type_into(self, selector: str, text: str, timeout: float = 30.0) -> None:
+    def type_into(self, selector: str, text: str, timeout: float = 30.0, *, until: str | None = None,
+                  settle: float = 0.5) -> None:
         """Replaces the text of the input matched by `selector` as typing would (input events).
         Waits until the input is visible (one in a closed accordion is in the page but takes no
-        focus: the text went nowhere) and until it holds the text."""
+        focus: the text went nowhere), then types until the input holds the text and `until` (an
+        expression: the page's own state took the value) is true, both still so `settle` seconds
+        later: a re-rendering page (an opening accordion) may drop the text after it showed."""
         element = f"document.querySelector({json.dumps(selector)})"
         self.wait_for(f"(() => {{ const e = {element}; return !!e && e.checkVisibility(); }})()", timeout, f"visible {selector}")
+        held = f"({element}.value === {json.dumps(text)})" + (f" && !!({until})" if until else "")
         end = time.monotonic() + timeout
-        while True:  # a re-rendering page (an opening accordion) may drop the text: type it again
+        while True:
             self.evaluate(f"(() => {{ const e = {element}; e.focus(); e.select(); }})()")
             self.command("Input.insertText", {"text": text}, session=True)
-            if self.evaluate(f"{element}.value === {json.dumps(text)}"):
-                return
+            if self.evaluate(held):
+                time.sleep(settle)
+                if self.evaluate(held):
+                    return
             if time.monotonic() > end:
-                raise BrowserError(f"no {text!r} in {selector} within {timeout} s")
+                raise BrowserError(f"no {text!r} held in {selector} within {timeout} s")
             time.sleep(0.2)
 
     def click(self, selector: str) -> None:
