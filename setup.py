@@ -19,7 +19,9 @@ setup(
         "numpy",
         "librosa",
         "ml-collections",
-        "ml-dtypes",
+        # 0.7.0 spends 1.0-1.1 s initialising its extension at import (0.6.0: 0.1 s), in every
+        # process that imports jax: a third of the tiny default's start (measured 2026-12-02)
+        "ml-dtypes>=0.5,<0.7",
         "tqdm",
         "tokenizers",
         "pillow",
