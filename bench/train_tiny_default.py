@@ -42,10 +42,18 @@ from hyv_jax.loading.shipped import ASSET_DIR, TEXT_ENCODER_SEED  # noqa: E402
 CONFIG = "configs/tiny_default.py"
 
 
-def reconstruction_psnr(vae_folder: Path, clips_per_prompt: int = 2) -> float:
-    """PSNR (dB, over uint8 frames) of the VAE's reconstructions (posterior mean, decoded) of
-    clips of the held-out prompts at the sampling size; prints it per prompt."""
+def reconstruct(vae, clips):
+    """uint8 clips through the VAE (posterior mean, decoded), as uint8."""
     import jax.numpy as jnp
+    import numpy as np
+
+    mean, _ = vae.encode(jnp.asarray(clips, jnp.float32) / 127.5 - 1.0)
+    return np.clip(np.round((np.asarray(vae.decode(mean), np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def reconstruction_psnr(vae_folder: Path, clips_per_prompt: int = 2) -> float:
+    """PSNR (dB, over uint8 frames) of the VAE's reconstructions of clips of the held-out
+    prompts at the sampling size; prints it per prompt."""
     import numpy as np
 
     from hyv_jax.convert.vae_checkpoint import restore_vae
@@ -57,13 +65,34 @@ def reconstruction_psnr(vae_folder: Path, clips_per_prompt: int = 2) -> float:
     for combo in combinations(held_out=True):
         clips = np.stack([render(*combo, frames=sampling.frames, height=sampling.height, width=sampling.width, rng=rng)
                           for _ in range(clips_per_prompt)])
-        mean, _ = vae.encode(jnp.asarray(clips, jnp.float32) / 127.5 - 1.0)
-        recon = np.clip(np.round((np.asarray(vae.decode(mean), np.float32) + 1.0) * 127.5), 0, 255)
+        recon = reconstruct(vae, clips).astype(np.float32)
         errors.append(np.mean(np.square(recon - clips), axis=(1, 2, 3, 4)))
         print(f"{caption(*combo)!r}: reconstruction PSNR {_psnr(errors[-1].mean()):.2f} dB")
     psnr = _psnr(float(np.mean(errors)))
     print(f"VAE reconstruction PSNR on {len(errors) * clips_per_prompt} held-out clips: {psnr:.2f} dB")
     return psnr
+
+
+def reconstruction_check(vae_folder: Path) -> dict[str, float]:
+    """The motion check on the VAE's reconstructions of one rendered clip per combination
+    (training and held out): what a transformer that learned the latents perfectly could reach
+    through this VAE. Prints the combinations whose reconstruction fails it."""
+    import numpy as np
+
+    from hyv_jax.convert.vae_checkpoint import restore_vae
+    from hyv_jax.training.motion_check import check_clip, summarize
+    from hyv_jax.training.procedural_scenes import caption, combinations, render
+
+    sampling = load_config(CONFIG).sampling
+    vae, rng, checks = restore_vae(vae_folder), np.random.default_rng(1), []
+    for combo in combinations() + combinations(held_out=True):
+        clip = render(*combo, frames=sampling.frames, height=sampling.height, width=sampling.width, rng=rng)
+        checks.append(check := check_clip(reconstruct(vae, clip[None])[0], caption(*combo)))
+        if not (check.color_ok and check.direction_ok):
+            print(f"reconstruction of {caption(*combo)!r}: colour {check.color}, direction {check.direction}")
+    result = summarize(checks)
+    print(f"motion check on VAE reconstructions ({len(checks)} clips): {result}")
+    return result
 
 
 def _psnr(mse: float) -> float:
@@ -175,6 +204,7 @@ def main() -> None:
     args = p.parse_args()
     if args.measure:
         reconstruction_psnr(args.measure / "vae")
+        reconstruction_check(args.measure / "vae")
         measure(args.measure, args.seeds, args.first_block_cache, args.trained_prompts)
         return
     if args.caption_losses:
@@ -201,6 +231,7 @@ def main() -> None:
     shutil.copytree(out / "run" / "final" / "transformer", out / "final" / "transformer")
     print(f"trained in {(time.perf_counter() - start) / 60:.1f} min")
     reconstruction_psnr(out / "final" / "vae")
+    reconstruction_check(out / "final" / "vae")
     measure(out / "final")
     if args.install:
         shutil.rmtree(ASSET_DIR, ignore_errors=True)
