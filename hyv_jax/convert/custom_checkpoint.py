@@ -15,7 +15,7 @@ from hyv_jax.convert.fp8_weights import read_fp8_params, stored
 from hyv_jax.convert.mapping import CheckpointMismatch, jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.custom.transformer import CustomTransformerConfig, HunyuanCustomTransformer
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 MODEL_KIND = "hunyuan_custom_transformer"
 # config flag -> (a key only that layout has, the released folder, what the modules do)
@@ -26,7 +26,7 @@ _MODULE_FLAGS = {
 
 
 def abstract_custom(config: CustomTransformerConfig) -> HunyuanCustomTransformer:
-    return abstract_module(lambda rngs: HunyuanCustomTransformer(config, rngs=rngs))
+    return abstract_instance(HunyuanCustomTransformer, config)
 
 
 def check_layout(source: TensorSource, config: CustomTransformerConfig) -> None:

@@ -16,7 +16,7 @@ from hyv_jax.convert.hunyuan_dit_table import diffusers_regroups, hunyuan_dit_ru
 from hyv_jax.convert.mapping import jax_to_torch, regroup_state, regrouped_source, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.hunyuan_dit.transformer import HunyuanDiT, HunyuanDiTConfig
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 MODEL_KIND = "hunyuan_dit_transformer"
 LAYOUTS = ("original", "diffusers")
@@ -59,7 +59,7 @@ def from_section(section, read, marker: str):
 
 
 def abstract_hunyuan_dit(config: HunyuanDiTConfig) -> HunyuanDiT:
-    return abstract_module(lambda rngs: HunyuanDiT(config, rngs=rngs))
+    return abstract_instance(HunyuanDiT, config)
 
 
 def read_torch_hunyuan_dit(source: TensorSource, config: HunyuanDiTConfig, dtype=ml_dtypes.bfloat16) -> dict:

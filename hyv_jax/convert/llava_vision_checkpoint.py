@@ -8,7 +8,7 @@ from hyv_jax.convert.llava_vision_table import TOWER, llava_vision_rules, unused
 from hyv_jax.convert.mapping import torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.custom.clip_vision import ClipVisionConfig, LlavaImageEncoder
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 
 def _hub_name(name: str) -> str:
@@ -24,6 +24,6 @@ def read_torch_llava_vision(source: TensorSource, config: ClipVisionConfig, dtyp
     full = source.renamed("model.")
     names = {_hub_name(k): k for k in full.keys() if not unused_by_image_encoder(_hub_name(k), config)}
     source = TensorSource({n: full.shape(k) for n, k in names.items()}, lambda n: full.get(names[n]), full.description)
-    abstract = abstract_module(lambda rngs: LlavaImageEncoder(config, rngs=rngs))
+    abstract = abstract_instance(LlavaImageEncoder, config)
     what = f"{source.description} does not match the LLaVA vision config"
     return torch_to_jax(source, llava_vision_rules(config), param_shapes(abstract), np.dtype(dtype), what)

@@ -14,13 +14,13 @@ from hyv_jax.convert.mapping import jax_to_torch, torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.sdxl_vae_table import sdxl_vae_rules
 from hyv_jax.models.hunyuan_dit.vae import SDXLVAE, SDXLVAEConfig
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 MODEL_KIND = "sdxl_vae"
 
 
 def abstract_sdxl_vae(config: SDXLVAEConfig) -> SDXLVAE:
-    return abstract_module(lambda rngs: SDXLVAE(config, rngs=rngs))
+    return abstract_instance(SDXLVAE, config)
 
 
 def read_torch_sdxl_vae(source: TensorSource, config: SDXLVAEConfig, dtype=np.float32) -> dict:

@@ -27,7 +27,7 @@ from hyv_jax.convert.mapping import CheckpointMismatch, jax_to_torch, torch_to_j
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.models.text.clip_text import CLIPTextConfig, CLIPTextModel
 from hyv_jax.models.text.llama import LlamaConfig, LlamaModel
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 TOKENIZER_FILE = "tokenizer.json"
 # copied when present: they name the pad token when tokenizer.json does not
@@ -86,7 +86,7 @@ CLIP = TextCheckpoint(
 
 
 def abstract_model(spec: TextCheckpoint, config) -> nnx.Module:
-    return abstract_module(lambda rngs: spec.model(config, rngs=rngs))
+    return abstract_instance(spec.model, config)
 
 
 def _encoder_source(source: TensorSource, spec: TextCheckpoint, config, what: str) -> TensorSource:

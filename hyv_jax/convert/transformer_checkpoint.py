@@ -14,7 +14,7 @@ from hyv_jax.convert.fp8_weights import read_fp8_params, stored
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.transformer_table import diffusers_regroups, transformer_rules
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 MODEL_KIND = "hunyuan_video_transformer"
 LAYOUTS = ("original", "diffusers")
@@ -32,7 +32,7 @@ def detect_layout(source: TensorSource) -> str:
 
 
 def abstract_transformer(config: TransformerConfig) -> HunyuanVideoTransformer:
-    return abstract_module(lambda rngs: HunyuanVideoTransformer(config, rngs=rngs))
+    return abstract_instance(HunyuanVideoTransformer, config)
 
 
 def read_torch_transformer(source: TensorSource, config: TransformerConfig, dtype=ml_dtypes.bfloat16) -> dict:

@@ -13,14 +13,14 @@ from hyv_jax.convert.converted_model import checked_info, read_converted, restor
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.vae_table import vae_rules
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 MODEL_KIND = "hunyuan_video_vae"
 PREFIX = "vae."
 
 
 def abstract_vae(config: VAEConfig) -> CausalVideoVAE:
-    return abstract_module(lambda rngs: CausalVideoVAE(config, rngs=rngs))
+    return abstract_instance(CausalVideoVAE, config)
 
 
 def read_torch_vae(source: TensorSource, config: VAEConfig, dtype=np.float32) -> dict:

@@ -9,7 +9,7 @@ from hyv_jax.convert.mapping import torch_to_jax
 from hyv_jax.convert.model_state import param_shapes
 from hyv_jax.convert.whisper_table import ENCODER_PREFIX, whisper_encoder_rules
 from hyv_jax.models.custom.whisper_encoder import WhisperEncoder, WhisperEncoderConfig
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 
 _UNUSED = ("decoder.", "proj_out.")
 
@@ -21,6 +21,6 @@ def encoder_source(source: TensorSource) -> TensorSource:
 
 
 def read_torch_whisper_encoder(source: TensorSource, config: WhisperEncoderConfig, dtype=np.float32) -> dict:
-    abstract = abstract_module(lambda rngs: WhisperEncoder(config, rngs=rngs))
+    abstract = abstract_instance(WhisperEncoder, config)
     what = f"{source.description} does not match the Whisper encoder config"
     return torch_to_jax(encoder_source(source), whisper_encoder_rules(config), param_shapes(abstract), np.dtype(dtype), what)

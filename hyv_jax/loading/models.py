@@ -42,7 +42,7 @@ from hyv_jax.models.text.tokenizer import TextTokenizer
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
 from hyv_jax.nn.fp8 import Fp8Weight
-from hyv_jax.nn.params import abstract_module
+from hyv_jax.nn.params import abstract_instance
 from hyv_jax.nn.stack import to_device
 from hyv_jax.parallel.logical_axes import param_shardings
 
@@ -275,7 +275,7 @@ def load_custom_text_encoder(config, *, llm_dir=None, clip_dir=None, llava_dir=N
         raise ValueError("pass a HunyuanCustom model config (with text_encoder and vision sections)")
     base = load_text_encoder(config.text_encoder, llm_dir=llm_dir, clip_dir=clip_dir, seed=seed, mesh=mesh)
     vision = ClipVisionConfig.from_mapping(config.vision)
-    abstract = abstract_module(lambda rngs: LlavaImageEncoder(vision, rngs=rngs))
+    abstract = abstract_instance(LlavaImageEncoder, vision)
     shardings = shardings_for(abstract, mesh)
     if llava_dir is not None:
         load = lambda: placed(abstract, read_torch_llava_vision(open_checkpoint(llava_dir), vision, np.dtype(vision.param_dtype)),  # noqa: E731
@@ -300,7 +300,7 @@ def llava_pad_token_id(llava_dir) -> int | None:
 
 def load_whisper(config: WhisperEncoderConfig, folder: str | Path | None = None, *, seed: int = 0) -> WhisperEncoder:
     """whisper-tiny's encoder from a transformers checkpoint file or folder, or random weights."""
-    abstract = abstract_module(lambda rngs: WhisperEncoder(config, rngs=rngs))
+    abstract = abstract_instance(WhisperEncoder, config)
     if folder is None:
         return _seeded(WhisperEncoder(config, rngs=nnx.Rngs(seed)), shardings_for(abstract, None))
     return placed(abstract, read_torch_whisper_encoder(open_checkpoint(folder), config, np.dtype(config.param_dtype)),

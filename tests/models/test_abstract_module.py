@@ -34,3 +34,25 @@ def test_abstract_module_is_eval_shape_without_key_draws():
         assert all(isinstance(v.get_value(), jax.ShapeDtypeStruct) for _, v in nnx.to_flat_state(nnx.state(ours, nnx.Param)))
         if model is CausalVideoVAE:  # no stacks (a stack splits its rngs once, outside make_param)
             assert counts[0] is counts[1], "abstract_module drew keys"
+
+
+
+def test_loading_traces_each_abstract_model_once_and_returns_copies(monkeypatch):
+    """Loading a model traced its abstract form twice (for the shardings, then for the restore
+    or the random weights): abstract_instance traces once per (model, config), each call a copy."""
+    from hyv_jax.convert.vae_checkpoint import abstract_vae
+    from hyv_jax.loading.models import load_vae
+    from hyv_jax.nn import params
+
+    config = VAEConfig.from_mapping(load_config("configs/tiny.py").vae)
+    traced, eval_shape = [], nnx.eval_shape
+    monkeypatch.setattr(nnx, "eval_shape", lambda *a, **k: traced.append(1) or eval_shape(*a, **k))
+    params._abstract_split.cache_clear()
+    load_vae(config, seed=1)
+    assert len(traced) == 1
+    first, second = abstract_vae(config), abstract_vae(config)
+    assert len(traced) == 1 and first is not second
+    assert _described(first) == _described(second) == _described(eval_shape(lambda: CausalVideoVAE(config, rngs=nnx.Rngs(0))))
+    leaf = nnx.to_flat_state(nnx.state(first, nnx.Param))[0][1]
+    leaf.set_value(jax.ShapeDtypeStruct((1,), leaf.get_value().dtype))  # changing one copy leaves the next alone
+    assert _described(abstract_vae(config)) == _described(second)
