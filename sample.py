@@ -574,7 +574,7 @@ def model_notes(p: Plan) -> list[str]:
     if p.paths == shipped_paths():
         from hyv_jax.training.procedural_scenes import COLORS, DIRECTIONS, SHAPES
 
-        notes.append(f"the tiny default trained on procedural scenes ({ASSET_DIR}; text encoders random, seeded): it draws "
+        notes.append(f"the tiny default trained on procedural scenes ({ASSET_DIR}; its text encoders random, seeded): it draws "
                      f"'a COLOUR SHAPE moving DIRECTION' with COLOUR in {'/'.join(COLORS)}, SHAPE in {'/'.join(SHAPES)}, "
                      f"DIRECTION in {'/'.join(DIRECTIONS)}")
     elif p.paths.missing() and not p.dry_run:

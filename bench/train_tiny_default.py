@@ -23,8 +23,9 @@ resolution, encoded with that VAE and the random text encoders of seed TEXT_ENCO
 one sampling uses) -> `train.py train` (the tiny transformer, embedded guidance fixed at the
 sampling default, times shifted like the sampling schedule, EMA weights) -> sample the
 held-out prompts with the sampling defaults and run the motion check (colour + centroid
-direction). --install copies the trained transformer and VAE to hyv_jax/assets/tiny_default,
-which sample.py then uses (with configs/tiny_default.py) when no checkpoint is given.
+direction). --install copies the trained transformer and VAE to hyv_jax/assets/tiny_default
+and writes the seeded text encoders beside them, which sample.py then uses (with
+configs/tiny_default.py) when no checkpoint is given.
 """
 
 import argparse
@@ -37,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import train  # noqa: E402
 from configs import load_config  # noqa: E402
-from hyv_jax.loading.shipped import ASSET_DIR, TEXT_ENCODER_SEED  # noqa: E402
+from hyv_jax.loading.shipped import ASSET_DIR, TEXT_ENCODER_SEED, save_text_encoders  # noqa: E402
 
 CONFIG = "configs/tiny_default.py"
 
@@ -236,6 +237,7 @@ def main() -> None:
     if args.install:
         shutil.rmtree(ASSET_DIR, ignore_errors=True)
         shutil.copytree(out / "final", ASSET_DIR)
+        save_text_encoders(load_config(CONFIG).text_encoder)  # the seeded encoders it learned with, shipped beside it
         print(f"installed {ASSET_DIR}")
 
 

@@ -234,6 +234,20 @@ def lazy_text_encoder(name: str, spec: TextCheckpoint, model_config, directory, 
     return LazyEncoder(load, output), tokenizer
 
 
+# name -> (checkpoint spec, config class, offset of its random weights' seed, output of encode)
+TEXT_PARTS = {
+    "llm": (LLM, LlamaConfig, 0, lambda states: states),
+    "clip": (CLIP, CLIPTextConfig, 1, lambda out: out[1]),
+}
+
+
+def seeded_text_model(config, name: str, seed: int) -> nnx.Module:
+    """The random text encoder `name` ("llm", "clip") of the text_encoder config section that
+    load_text_encoder(config, seed=seed) uses when given no folder (unplaced)."""
+    spec, config_class, offset, _ = TEXT_PARTS[name]
+    return spec.model(config_class.from_mapping(config[name]), rngs=nnx.Rngs(seed + offset))
+
+
 def load_text_encoder(config, *, llm_dir=None, clip_dir=None, seed: int = 0, mesh: Mesh | None = None) -> TextEncoder:
     """config: the `text_encoder` section of a model config (configs/*.py). llm_dir / clip_dir:
     folders written by `convert_torch_weights.py to-jax --model llm|clip` (Orbax params +
@@ -244,16 +258,13 @@ def load_text_encoder(config, *, llm_dir=None, clip_dir=None, seed: int = 0, mes
     `encode`, and again after `release`."""
     if "llm" not in config or "clip" not in config:
         raise ValueError("pass the text_encoder section of the config (config.text_encoder), with llm and clip")
-    llm_config, clip_config = LlamaConfig.from_mapping(config.llm), CLIPTextConfig.from_mapping(config.clip)
-    parts = [
-        lazy_text_encoder(name, spec, model_config, directory, config, max_length, mesh,
-                          lambda p, s=spec, c=model_config, r=seed + offset: _seeded(s.model(c, rngs=nnx.Rngs(r)), p), output)
-        for name, spec, model_config, directory, max_length, offset, output in (
-            ("llm", LLM, llm_config, llm_dir, config.llm_max_length, 0, lambda states: states),
-            ("clip", CLIP, clip_config, clip_dir, config.clip_max_length, 1, lambda out: out[1]),
-        )
-    ]
-    (llm, llm_tokenizer), (clip, clip_tokenizer) = parts
+    directories = {"llm": llm_dir, "clip": clip_dir}
+    max_lengths = {"llm": config.llm_max_length, "clip": config.clip_max_length}
+    (llm, llm_tokenizer), (clip, clip_tokenizer) = (
+        lazy_text_encoder(name, spec, config_class.from_mapping(config[name]), directories[name], config, max_lengths[name], mesh,
+                          lambda p, n=name: _seeded(seeded_text_model(config, n, seed), p), output)
+        for name, (spec, config_class, _, output) in TEXT_PARTS.items()
+    )
     return TextEncoder(llm, clip, llm_tokenizer, clip_tokenizer)
 
 
