@@ -23,10 +23,11 @@ _SHAPES_ONLY = contextvars.ContextVar("shapes_only", default=False)
 def abstract_module(make: Callable[[nnx.Rngs], M]) -> M:
     """`make(rngs)` built abstractly (nnx.eval_shape): parameters are shapes and dtypes only.
 
-    No keys are drawn from `rngs` meanwhile: under a trace every draw updates an RNG counter
-    whose assignment makes flax build an error message that walks the whole trace so far
-    (flax/nnx/variablelib.py `set_value` asks a tracer for `.sharding`), quadratic in the
-    number of parameters: the VAE's 800 took 3 s to build abstractly, twice per load."""
+    Parameters are traced as zeros, not initialised, and no keys are drawn from `rngs`: under a
+    trace every draw updates an RNG counter whose assignment makes flax build an error message
+    that walks the whole trace so far (flax/nnx/variablelib.py `set_value` asks a tracer for
+    `.sharding`), quadratic in the number of parameters: the VAE's 800 took 3 s to build
+    abstractly, twice per load."""
     token = _SHAPES_ONLY.set(True)
     try:
         return nnx.eval_shape(lambda: make(nnx.Rngs(0)))
@@ -57,8 +58,10 @@ def make_param(
     shape = tuple(int(s) for s in shape)
     if len(axes) != len(shape):
         raise ValueError(f"parameter of shape {shape} needs {len(shape)} axis names, got {axes}")
-    key = jax.random.key(0) if _SHAPES_ONLY.get() else rngs.params()  # abstract: values are never seen
-    return nnx.Param(init(key, shape, dtype), out_sharding=tuple(axes), eager_sharding=False)
+    # abstract: values are never seen, so no initialiser is traced (a normal draw is ~50 traced
+    # operations: most of an abstract build's time)
+    value = jnp.zeros(shape, dtype) if _SHAPES_ONLY.get() else init(rngs.params(), shape, dtype)
+    return nnx.Param(value, out_sharding=tuple(axes), eager_sharding=False)
 
 
 def fan_in_normal(n_in_dims: int) -> Initializer:

@@ -56,3 +56,27 @@ def test_loading_traces_each_abstract_model_once_and_returns_copies(monkeypatch)
     leaf = nnx.to_flat_state(nnx.state(first, nnx.Param))[0][1]
     leaf.set_value(jax.ShapeDtypeStruct((1,), leaf.get_value().dtype))  # changing one copy leaves the next alone
     assert _described(abstract_vae(config)) == _described(second)
+
+
+def test_abstract_module_traces_no_initialiser():
+    """An initialiser (a normal draw: ~50 traced operations) was most of an abstract build's
+    time; the abstract parameters have the initialiser's shapes and dtypes without it."""
+    import jax.numpy as jnp
+
+    from hyv_jax.nn.params import make_param
+
+    calls = []
+
+    def init(key, shape, dtype):
+        calls.append(shape)
+        return jax.random.normal(key, shape, dtype)
+
+    class Two(nnx.Module):
+        def __init__(self, rngs):
+            self.a = make_param(rngs, init, (3, 4), ("embed", "mlp"), jnp.bfloat16)
+            self.b = make_param(rngs, init, (5,), ("mlp",), jnp.float32)
+
+    built = abstract_module(Two)
+    assert calls == []
+    assert [(v.shape, v.dtype) for _, v in nnx.to_flat_state(nnx.state(built, nnx.Param))] == [((3, 4), jnp.bfloat16), ((5,), jnp.float32)]
+    assert len(calls) == 0 and Two(nnx.Rngs(0)) and calls == [(3, 4), (5,)]
