@@ -23,7 +23,7 @@ ROOT = Path(__file__).parents[1]
 PROMPT = "a red circle moving left"
 PHASES = {  # pipeline method -> row
     "from_config": "load models (VAE restored, DiT and text encoders set up)",
-    "encode_prompt": "encode the prompt (random tiny text encoders built on first use)",
+    "encode_prompt": "encode the prompt (text encoders restored on first use)",
     "sample_latents": "denoise (DiT restored and placed, 20 steps)",
     "decode": "VAE decode",
 }
