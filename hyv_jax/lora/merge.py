@@ -60,20 +60,24 @@ def merge_updates(model: nnx.Module, updates: Sequence[tuple[LoraUpdates, float]
             terms.setdefault(path, []).extend((layer, term, multiplier) for term in path_terms)
     for path, path_terms in terms.items():
         var = variables[path]
-        value = var[...]
-        host = in_host_memory(value)
-        if host:
-            value = _moved(value, "device")
+        original = var[...]
+        host = in_host_memory(original)
+        # a host parameter is merged in a device copy and the original freed only once the
+        # merged one is back: a merge that fails leaves the model as it was
+        value = _in_memory(original, "device") if host else original
         for layer, term, multiplier in path_terms:
             value = _add_term(value, layer, term, multiplier)
-        var.set_value(_moved(value, "pinned_host") if host else value)
+        if host:
+            merged = _in_memory(value, "pinned_host")
+            value.delete()
+            original.delete()
+            value = merged
+        var.set_value(value)
 
 
-def _moved(array: jax.Array, memory_kind: str) -> jax.Array:
-    """`array` in another memory of the same devices; the old buffer freed."""
-    moved = jax.device_put(array, array.sharding.with_memory_kind(memory_kind))
-    array.delete()
-    return moved
+def _in_memory(array: jax.Array, memory_kind: str) -> jax.Array:
+    """A copy of `array` in another memory of the same devices."""
+    return jax.device_put(array, array.sharding.with_memory_kind(memory_kind))
 
 
 def _add_term(param: jax.Array, layer: int | None, term, multiplier: float) -> jax.Array:

@@ -253,3 +253,29 @@ def test_sharded_merge_equals_single_device(original, tmp_path):
     err = max(float(np.abs(a[p] - b[p]).max()) for p in a)
     print(f"FSDP x tensor (4 x 2) merge vs single device: max abs difference {err:.2e}")
     assert err <= 1e-7
+
+
+def test_a_failed_merge_into_host_memory_leaves_the_parameter(original, tmp_path, monkeypatch):
+    """A parameter staged in host memory (fp8 or offload loading) was moved to the device, its
+    host buffer freed, before the merge: a merge that raised left the model a deleted buffer.
+    Merged in a copy, it keeps the original until the merged one is back in host memory."""
+    from hyv_jax.lora import merge
+
+    model = tiny_model(original)
+    var = model.double_blocks.img_attn_qkv.kernel
+    var.set_value(jax.device_put(var[...], var[...].sharding.with_memory_kind("pinned_host")))
+    before = np.asarray(var[...])
+    lora = random_lora(original, modules={"double_blocks.0.img_attn_qkv"})
+    path = write_file(tmp_path / "k.safetensors", write_kohya(original, lora))
+
+    def fail(*args):
+        raise RuntimeError("out of device memory")
+
+    monkeypatch.setattr(merge, "_add_term", fail)
+    with pytest.raises(RuntimeError, match="out of device memory"):
+        merge_lora_files(model, [(path, 1.0)])
+    assert not var[...].is_deleted() and var[...].sharding.memory_kind == "pinned_host"
+    np.testing.assert_array_equal(np.asarray(var[...]), before)
+    monkeypatch.undo()
+    merge_lora_files(model, [(path, 1.0)])  # and a merge that works still lands in host memory
+    assert var[...].sharding.memory_kind == "pinned_host" and not np.array_equal(np.asarray(var[...]), before)
