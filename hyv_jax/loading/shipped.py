@@ -4,10 +4,10 @@ with its text encoders.
 
 The text encoders are random, seeded (TEXT_ENCODER_SEED): the transformer learned from the
 embeddings that seed's encoders give, and data preparation for a new run must use the same
-seed. They are shipped as converted folders too (330 KB): restoring them costs less than
+seed. They are shipped as converted folders too (350 KB): restoring them costs less than
 initialising them op by op at every start (45 small programs), and the shipped default no
 longer depends on the random initialisers staying bit-identical (tests/test_tiny_default.py
-checks they still are).
+checks they still match the seed's).
 """
 
 from pathlib import Path
