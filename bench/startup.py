@@ -30,10 +30,10 @@ PHASES = {  # pipeline method -> row
 
 
 def child(save_path: str) -> None:
-    """Runs sample.py's main in this process with the pipeline's phases timed; prints them as
-    JSON on the last line."""
+    """Runs sample.py's main in this process with the pipeline's phases timed; prints them and
+    the backend as JSON on the last line."""
     start = time.perf_counter()
-    import jax  # noqa: F401 - timed on its own: the floor every command pays
+    import jax  # timed on its own: the floor every command pays
 
     imported_jax = time.perf_counter()
     sys.path.insert(0, str(ROOT))
@@ -55,19 +55,21 @@ def child(save_path: str) -> None:
         # from_config comes bound to the class and is called on it: the plain wrapper serves both
         setattr(TextToVideoPipeline, name, timed)
     sample.main(["--prompt", PROMPT, "--save-path", save_path])
-    print(json.dumps(times))
+    print(json.dumps({"backend": jax.default_backend(), "times": times}))
 
 
-def run_once(cache: str, save_path: str) -> dict[str, float]:
-    env = dict(os.environ, HYV_JAX_COMPILE_CACHE=cache, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+def run_once(cache: str, save_path: str) -> tuple[str, dict[str, float]]:
+    """(backend, seconds per phase) of one fresh sample.py process on `cache`."""
+    env = dict(os.environ, HYV_JAX_COMPILE_CACHE=cache)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--child", save_path], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     wall = time.perf_counter() - start
-    times = json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    times = result["times"]
     times["rest"] = wall - sum(times.values())
     times["wall (fresh process)"] = wall
-    return times
+    return result["backend"], times
 
 
 def main() -> None:
@@ -81,9 +83,9 @@ def main() -> None:
     if args.runs < 2:
         raise SystemExit("--runs must be >= 2 (a first run fills the cache the others read)")
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [run_once(str(Path(tmp) / "cache"), str(Path(tmp) / "videos")) for _ in range(args.runs)]
+        backends, runs = zip(*(run_once(str(Path(tmp) / "cache"), str(Path(tmp) / "videos")) for _ in range(args.runs)))
     rows = list(runs[0])
-    print(f"sample.py --prompt {PROMPT!r}, tiny default, {os.cpu_count()} CPU cores (seconds)\n")
+    print(f"sample.py --prompt {PROMPT!r}, tiny default, jax backend {backends[0]}, {os.cpu_count()} CPU cores (seconds)\n")
     print(f"| {'phase':<66} | first run | second run |")
     print(f"|{'-' * 68}|----------:|-----------:|")
     for row in rows:
