@@ -79,4 +79,5 @@ def test_abstract_module_traces_no_initialiser():
     built = abstract_module(Two)
     assert calls == []
     assert [(v.shape, v.dtype) for _, v in nnx.to_flat_state(nnx.state(built, nnx.Param))] == [((3, 4), jnp.bfloat16), ((5,), jnp.float32)]
-    assert len(calls) == 0 and Two(nnx.Rngs(0)) and calls == [(3, 4), (5,)]
+    Two(nnx.Rngs(0))  # a concrete build does initialise
+    assert calls == [(3, 4), (5,)]
