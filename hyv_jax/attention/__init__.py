@@ -14,15 +14,26 @@ runs "xla" for that call; the valid key length (kv_lengths) is understood by all
 attention_with_lse(...) also returns the log-sum-exp, for ring attention's merges.
 """
 
-import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
 
-from hyv_jax.attention import pallas_gpu, pallas_tpu
 from hyv_jax.attention.flash import valid_lengths
-from hyv_jax.attention.splash import splash_attention
 from hyv_jax.attention.xla import xla_attention, xla_attention_with_lse
+
+
+def _kernel(module: str, name: str, **options):
+    """`name` of hyv_jax.attention.<module>, imported when first called: importing Pallas's
+    Triton and Mosaic lowerings takes ~0.2 s, which every CPU run would pay for kernels it never runs."""
+
+    def call(*args):
+        return getattr(importlib.import_module(f"hyv_jax.attention.{module}"), name)(*args, **options)
+
+    return call
+
+
+splash_attention = _kernel("splash", "splash_attention")
 
 
 def _key_mask(k, kv_lengths, key_mask=None):
@@ -52,10 +63,8 @@ def _cudnn(q, k, v, kv_lengths):
 
 def _pallas_with_lse(q, k, v, kv_lengths):
     backend = jax.default_backend()
-    if backend == "gpu":
-        return pallas_gpu.flash_attention_with_lse(q, k, v, kv_lengths)
-    if backend == "tpu":
-        return pallas_tpu.flash_attention_with_lse(q, k, v, kv_lengths)
+    if backend in ("gpu", "tpu"):
+        return _kernel(f"pallas_{backend}", "flash_attention_with_lse")(q, k, v, kv_lengths)
     raise ValueError(f"impl='pallas' has kernels for GPU and TPU, this backend is {backend!r}: use impl='xla' "
                      "(or 'pallas_gpu_interpret' / 'pallas_tpu_interpret' to run a kernel interpreted, slowly)")
 
@@ -84,9 +93,9 @@ IMPLEMENTATIONS = {
     "pallas": _pallas,
     "splash": splash_attention,
     "auto": _auto,
-    "pallas_gpu_interpret": functools.partial(pallas_gpu.flash_attention, interpret=True),
-    "pallas_tpu_interpret": functools.partial(pallas_tpu.flash_attention, interpret=True),
-    "splash_interpret": functools.partial(splash_attention, interpret=True),
+    "pallas_gpu_interpret": _kernel("pallas_gpu", "flash_attention", interpret=True),
+    "pallas_tpu_interpret": _kernel("pallas_tpu", "flash_attention", interpret=True),
+    "splash_interpret": _kernel("splash", "splash_attention", interpret=True),
 }
 
 
@@ -139,8 +148,8 @@ WITH_LSE = {
     "xla": _xla_with_lse,
     "pallas": _pallas_with_lse,
     "auto": _auto_with_lse,
-    "pallas_gpu_interpret": functools.partial(pallas_gpu.flash_attention_with_lse, interpret=True),
-    "pallas_tpu_interpret": functools.partial(pallas_tpu.flash_attention_with_lse, interpret=True),
+    "pallas_gpu_interpret": _kernel("pallas_gpu", "flash_attention_with_lse", interpret=True),
+    "pallas_tpu_interpret": _kernel("pallas_tpu", "flash_attention_with_lse", interpret=True),
 }
 
 

@@ -1,6 +1,9 @@
 """attention(): which implementation runs, and the errors off their platform."""
 
 import functools
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -75,3 +78,15 @@ def test_with_lse_rejects_impls_without_an_lse(inputs):
     q, k, v = inputs
     with pytest.raises(ValueError, match="unknown attention impl 'splash'"):
         attention_with_lse(q, k, v, impl="splash")
+
+
+def test_kernels_import_on_first_use():
+    """sample.py on a CPU imports the attention table but never a Pallas lowering (~0.2 s of
+    every run's start); the interpreted kernel then imports its module when called."""
+    code = ("import sys, jax.numpy as jnp; from hyv_jax.attention import attention; "
+            "lowerings = ('jax._src.pallas.triton.lowering', 'jax._src.pallas.mosaic.lowering'); "
+            "before = [m for m in lowerings if m in sys.modules]; q = jnp.ones((1, 8, 1, 8)); "
+            "attention(q, q, q, impl='pallas_gpu_interpret'); print(before, 'hyv_jax.attention.pallas_gpu' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).parents[2])
+    assert result.stdout.split("\n")[-2] == "[] True", result.stderr[-2000:]
