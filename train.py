@@ -30,6 +30,10 @@ Export a LoRA checkpoint for other tools (--format diffusers: HunyuanVideoLoraLo
   python train.py export-lora --config configs/hunyuan_video_t2v.py --workdir runs/lora \\
       --init ckpts/hyv_jax/transformer --format kohya --alpha 16 --out lora_kohya.safetensors \\
       --config.training.lora.rank=32
+Caption dropout for true CFG (models without embedded guidance, or the tiny default):
+  --config.training.caption_dropout=0.1 trains that fraction of samples on the empty prompt,
+  whose encodings `prepare` stores beside the shards (empty_prompt.npz); sample with
+  --cfg-scale > 1 and --neg-prompt "" then.
 Mixed precision: --config.transformer.dtype (compute) and --config.transformer.param_dtype
   (master weights; float32 with bfloat16 compute is the usual choice for full training).
 Remat: --config.transformer.remat=none|full|dots|dots_no_batch, or keep named activations:
@@ -161,7 +165,7 @@ def _train(args, config) -> None:
         raise ValueError("--init-lora starts a run; a resumed run takes its adapters from the checkpoint: drop one of them")
     profiler = StepProfiler.parse(args.profile_steps, workdir / "profile") if args.profile_steps else None
     initialize_distributed(config.parallel)
-    trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init, args.init_lora)
+    trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init, args.init_lora, args.data)
     batches = training_batches(args.data, tc.batch_size, rows=trainer.batch_rows, seed=tc.data.shuffle_seed,
                                num_epochs=None if tc.data.num_epochs < 0 else tc.data.num_epochs)
     with TrainCheckpoints(workdir / "checkpoints", keep=tc.checkpoint.keep, async_save=tc.checkpoint.async_save) as checkpoints:
@@ -254,6 +258,7 @@ def _export_lora(args, config) -> None:
     if args.alpha is not None and args.format != "kohya":
         raise ValueError(f"--alpha is stored by the kohya format only; the {args.format} format bakes the scale into B")
     config.training.lora.enabled = True
+    config.training.caption_dropout = 0.0  # no batch is drawn: the data's empty prompt is not needed
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
     state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step, lora=True)
     trainer.state = state

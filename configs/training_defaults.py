@@ -17,6 +17,8 @@ def get_training_config() -> ml_collections.ConfigDict:
             time_shift=1.0,
             loss_weighting="none",
             guidance=1.0,  # embedded guidance scale fed to guidance-distilled models (x1000)
+            # fraction of samples trained on the empty prompt (the unconditional branch of true CFG)
+            caption_dropout=0.0,
             ema_decay=0.0,  # 0: no EMA copy of the trained parameters
             # total_steps: the schedule's length (-1: training.steps, so overriding steps stretches it)
             optimizer=dict(lr=1e-4, warmup_steps=100, total_steps=-1, schedule="cosine", b1=0.9, b2=0.999,

@@ -11,6 +11,7 @@ from jax.sharding import Mesh
 from configs import load_config
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.plan import ParallelPlan
+from hyv_jax.training.caption_dropout import drop_captions, load_empty_prompt
 from hyv_jax.training.checkpointing import TrainCheckpoints
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
@@ -141,3 +142,54 @@ def test_profile_steps_write_one_trace_of_those_steps(single, tmp_path):
     assert len(traces) == 1 and traces[0].stat().st_size > 0
     with pytest.raises(ValueError, match="expected N:M"):
         StepProfiler.parse("3-5", tmp_path)
+
+
+def _empty_prompt():
+    r = np.random.default_rng(5)
+    return {mode: {"text_states": r.normal(size=(6, 32)).astype(np.float32), "text_mask": (np.arange(6) < 2).astype(np.int32),
+                   "text_pooled": r.normal(size=16).astype(np.float32)} for mode in ("video", "image")}
+
+
+def test_caption_dropout_trains_on_the_empty_prompt():
+    """With every caption dropped the loss is that of the batch whose text is the empty prompt's,
+    with the same times and noise (dropout draws from a key of its own); without the empty
+    prompt's encodings, or with a rate of 1, the trainer refuses to start."""
+    plain = _trainer(_config(2), _one_device())
+    config = _config(2)
+    config.training.caption_dropout = 1 - 1e-7  # every row of a 2-row batch (the chance of keeping one: 2e-7)
+    empty = _empty_prompt()
+    model = HunyuanVideoTransformer(TransformerConfig.from_mapping(config.transformer), rngs=nnx.Rngs(0))
+    dropping = Trainer(model, config.training, _one_device(), empty_prompt=empty)
+    batch, key = _stack_all(2)[0], jax.random.key(3)
+    params, frozen = dropping.state["params"], dropping.frozen
+    got = float(jax.jit(dropping.loss)(params, frozen, dropping.put_batch(batch), key, dropping.empty_prompt))
+    emptied = dict(batch, **{k: np.stack([v, v]) for k, v in empty["video"].items()})
+    want = float(jax.jit(plain.loss)(params, frozen, plain.put_batch(emptied), key))
+    captioned = float(jax.jit(plain.loss)(params, frozen, plain.put_batch(batch), key))
+    print(f"loss with captions {captioned:.6f}, all dropped {got:.6f}, on the empty prompt {want:.6f}")
+    assert got == want and got != captioned
+    with pytest.raises(ValueError, match="needs the empty prompt"):
+        Trainer(model, config.training, _one_device())
+    config.training.caption_dropout = 1.0
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+        Trainer(model, config.training, _one_device(), empty_prompt=empty)
+
+
+def test_drop_captions_replaces_whole_rows():
+    rows = 64
+    r = np.random.default_rng(0)
+    batch = {"latents": np.zeros((rows, 1, 2, 2, 4), np.float32), "text_states": r.normal(size=(rows, 6, 32)).astype(np.float32),
+             "text_mask": np.ones((rows, 6), np.int32), "text_pooled": r.normal(size=(rows, 16)).astype(np.float32)}
+    empty = _empty_prompt()["image"]
+    out = jax.device_get(drop_captions(batch, empty, jax.random.key(1), 0.5))
+    dropped = np.array([np.array_equal(out["text_states"][i], empty["text_states"]) for i in range(rows)])
+    assert 16 < dropped.sum() < 48
+    for field in ("text_states", "text_mask", "text_pooled"):
+        np.testing.assert_array_equal(out[field][dropped], np.broadcast_to(empty[field], out[field][dropped].shape))
+        np.testing.assert_array_equal(out[field][~dropped], batch[field][~dropped])
+    np.testing.assert_array_equal(out["latents"], batch["latents"])
+
+
+def test_missing_empty_prompt_file_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="prepare the data again"):
+        load_empty_prompt(tmp_path)

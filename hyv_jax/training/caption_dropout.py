@@ -1,0 +1,61 @@
+"""Caption dropout: a fraction of each training batch sees the empty prompt instead of its
+caption, so the model also learns the unconditional velocity that true classifier-free
+guidance (sampling's cfg_scale > 1 with negative prompt "") extrapolates away from.
+
+The empty prompt's encodings come from the text encoders that encoded the captions: `train.py
+prepare` stores them beside the shards (FILE), one set per prompt template, since an image
+(one frame) and a video caption are encoded with different templates.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hyv_jax.io.atomic_file import write_replacing
+
+FILE = "empty_prompt.npz"
+TEXT_FIELDS = ("text_states", "text_mask", "text_pooled")
+MODES = ("video", "image")
+
+
+def save_empty_prompt(text_encoder, data_dir: str | Path) -> Path:
+    """Encodes "" with each template and writes the arrays to data_dir/FILE (atomically)."""
+    arrays = {}
+    for mode in MODES:
+        text = text_encoder.encode([""], mode=mode)
+        for field, value in zip(TEXT_FIELDS, (text.states, text.mask, text.pooled)):
+            arrays[f"{mode}/{field}"] = np.asarray(value[0])
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    return write_replacing(Path(data_dir) / FILE, write)
+
+
+def load_empty_prompt(data_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """{mode: {text field: array}} from data_dir/FILE."""
+    path = Path(data_dir) / FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: training.caption_dropout > 0 needs the empty prompt's encodings, "
+                                f"which `train.py prepare` writes beside the shards; prepare the data again with this "
+                                f"version (same text encoders), or set --config.training.caption_dropout=0")
+    with np.load(path) as stored:
+        return {mode: {field: stored[f"{mode}/{field}"] for field in TEXT_FIELDS} for mode in MODES}
+
+
+def drop_captions(batch: Mapping[str, jax.Array], empty: Mapping[str, jax.Array], key: jax.Array,
+                  rate: float) -> dict[str, jax.Array]:
+    """`batch` with each sample's text fields replaced by `empty`'s (one template's encodings of
+    "") with probability `rate`, drawn per sample from `key`."""
+    rows = batch["latents"].shape[0]
+    dropped = jax.random.bernoulli(key, rate, (rows,))
+    out = dict(batch)
+    for field in TEXT_FIELDS:
+        value = batch[field]
+        where = dropped.reshape((rows,) + (1,) * (value.ndim - 1))
+        out[field] = jnp.where(where, jnp.asarray(empty[field], value.dtype)[None], value)
+    return out
