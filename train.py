@@ -30,10 +30,10 @@ Export a LoRA checkpoint for other tools (--format diffusers: HunyuanVideoLoraLo
   python train.py export-lora --config configs/hunyuan_video_t2v.py --workdir runs/lora \\
       --init ckpts/hyv_jax/transformer --format kohya --alpha 16 --out lora_kohya.safetensors \\
       --config.training.lora.rank=32
-Caption dropout for true CFG (models without embedded guidance, or the tiny default):
-  --config.training.caption_dropout=0.1 trains that fraction of samples on the empty prompt,
-  whose encodings `prepare` stores beside the shards (empty_prompt.npz); sample with
-  --cfg-scale > 1 and --neg-prompt "" then.
+Caption dropout for true CFG: --config.training.caption_dropout=0.1 trains that fraction of
+  samples on sample.py's default negative prompt (what its --cfg-scale > 1 guides away from when
+  no --neg-prompt is given; an empty one is replaced by it, as upstream), whose encodings
+  `prepare` stores beside the shards (negative_prompt.npz).
 Mixed precision: --config.transformer.dtype (compute) and --config.transformer.param_dtype
   (master weights; float32 with bfloat16 compute is the usual choice for full training).
 Remat: --config.transformer.remat=none|full|dots|dots_no_batch, or keep named activations:
@@ -258,7 +258,7 @@ def _export_lora(args, config) -> None:
     if args.alpha is not None and args.format != "kohya":
         raise ValueError(f"--alpha is stored by the kohya format only; the {args.format} format bakes the scale into B")
     config.training.lora.enabled = True
-    config.training.caption_dropout = 0.0  # no batch is drawn: the data's empty prompt is not needed
+    config.training.caption_dropout = 0.0  # no batch is drawn: the data's negative prompt is not needed
     trainer = build_trainer(config, ParallelPlan.from_config(config.parallel), args.init)
     state, _, _ = TrainCheckpoints(Path(args.workdir) / "checkpoints").restore(abstract_like(trainer.state), args.step, lora=True)
     trainer.state = state

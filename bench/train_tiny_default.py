@@ -155,7 +155,8 @@ def caption_losses(folder: Path, scenes: int = 8, times: int = 8) -> dict[str, f
     return {caption(*c): v for c, v in losses.items()}
 
 
-def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0, trained: bool = False) -> dict[str, float]:
+def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0, trained: bool = False,
+            cfg_scale: float | None = None) -> dict[str, float]:
     """Samples every held-out prompt (or, `trained`, every training combination) `seeds` times
     from folder/{transformer,vae} with the tiny config's sampling defaults (and the first block
     cache threshold); prints per-clip results and returns the accuracies."""
@@ -172,6 +173,8 @@ def measure(folder: Path, seeds: int = 2, first_block_cache: float = 0.0, traine
                                    restore_transformer(folder / "transformer"), restore_vae(folder / "vae"),
                                    release_text_encoder=False)
     options = dataclasses.replace(SamplingOptions.from_mapping(config.sampling), first_block_cache=first_block_cache)
+    if cfg_scale is not None:
+        options = dataclasses.replace(options, cfg_scale=cfg_scale)
     checks, computed = [], []
     for combo in combinations(held_out=not trained):
         prompt = caption(*combo)
@@ -206,11 +209,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12000, help="transformer training steps")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--caption_dropout", type=float, default=0.0,
+                   help="fraction of samples trained on the default negative prompt (then measure with --cfg_scale > 1)")
+    p.add_argument("--cfg_scale", type=float, help="sample the measurement with this true-CFG scale (default: the config's)")
     args = p.parse_args()
     if args.measure:
         reconstruction_psnr(args.measure / "vae")
         reconstruction_check(args.measure / "vae")
-        measure(args.measure, args.seeds, args.first_block_cache, args.trained_prompts)
+        measure(args.measure, args.seeds, args.first_block_cache, args.trained_prompts, args.cfg_scale)
         return
     if args.caption_losses:
         caption_losses(args.caption_losses)
@@ -232,12 +238,13 @@ def main() -> None:
                 f"--config.training.optimizer.total_steps={args.steps}", f"--config.training.optimizer.lr={args.lr}",
                 "--config.training.optimizer.warmup_steps=50", f"--config.training.guidance={sampling.embedded_guidance}",
                 f"--config.training.time_shift={sampling.flow_shift}", "--config.training.ema_decay=0.995",
-                "--config.training.log_every=50", "--config.training.checkpoint.every=500"])
+                f"--config.training.caption_dropout={args.caption_dropout}", "--config.training.log_every=50",
+                "--config.training.checkpoint.every=500"])
     shutil.copytree(out / "run" / "final" / "transformer", out / "final" / "transformer")
     print(f"trained in {(time.perf_counter() - start) / 60:.1f} min")
     reconstruction_psnr(out / "final" / "vae")
     reconstruction_check(out / "final" / "vae")
-    measure(out / "final")
+    measure(out / "final", cfg_scale=args.cfg_scale)
     if args.install:
         shutil.rmtree(ASSET_DIR, ignore_errors=True)
         shutil.copytree(out / "final", ASSET_DIR)

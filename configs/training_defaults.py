@@ -17,7 +17,7 @@ def get_training_config() -> ml_collections.ConfigDict:
             time_shift=1.0,
             loss_weighting="none",
             guidance=1.0,  # embedded guidance scale fed to guidance-distilled models (x1000)
-            # fraction of samples trained on the empty prompt (the unconditional branch of true CFG)
+            # fraction of samples trained on the negative prompt (the unconditional branch of true CFG)
             caption_dropout=0.0,
             ema_decay=0.0,  # 0: no EMA copy of the trained parameters
             # total_steps: the schedule's length (-1: training.steps, so overriding steps stretches it)

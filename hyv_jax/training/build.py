@@ -16,7 +16,7 @@ from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfi
 from hyv_jax.parallel.logical_axes import param_shardings
 from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.parallel.processes import barrier, is_main, to_host
-from hyv_jax.training.caption_dropout import load_empty_prompt
+from hyv_jax.training.caption_dropout import load_negative_prompt
 from hyv_jax.training.lora import inject_lora, merge_lora
 from hyv_jax.training.lora_files import export_lora, init_adapters
 from hyv_jax.training.trainer import Trainer
@@ -46,13 +46,13 @@ def build_model(config, mesh: Mesh, init_dir: str | Path | None = None, init_lor
 def build_trainer(config, plan: ParallelPlan, init_dir: str | Path | None = None, init_lora: str | Path | None = None,
                   data_dir: str | Path | None = None) -> Trainer:
     """A Trainer on `plan` (ParallelPlan.from_config(config.parallel): mesh and context strategy);
-    with caption dropout it reads the empty prompt's encodings stored with the data in `data_dir`."""
+    with caption dropout it reads the negative prompt's encodings stored with the data in `data_dir`."""
     dropout = config.training.caption_dropout > 0
     if dropout and data_dir is None:
-        raise ValueError("training.caption_dropout > 0 needs the prepared data's folder (its empty prompt encodings)")
-    empty_prompt = load_empty_prompt(data_dir) if dropout else None
+        raise ValueError("training.caption_dropout > 0 needs the prepared data's folder (its negative prompt encodings)")
+    negative_prompt = load_negative_prompt(data_dir) if dropout else None
     return Trainer(build_model(config, plan.mesh, init_dir, init_lora), config.training, plan,
-                   lora=bool(config.training.lora.enabled), empty_prompt=empty_prompt)
+                   lora=bool(config.training.lora.enabled), negative_prompt=negative_prompt)
 
 
 def with_host_adapters(model: nnx.Module) -> nnx.Module:

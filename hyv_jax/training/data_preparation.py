@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from hyv_jax.io.video import read_video
-from hyv_jax.training.caption_dropout import save_empty_prompt
+from hyv_jax.training.caption_dropout import save_negative_prompt
 from hyv_jax.training.latent_records import ShardWriter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
@@ -119,7 +119,7 @@ def prepare_dataset(items: Iterator[tuple[np.ndarray, str, str]], out_dir: str |
             log(f"{sum(b['count'] for b in writer.buckets.values())} clips encoded, {len(skipped)} skipped, "
                 f"{last_report - start:.0f} s")
     index = writer.close()
-    save_empty_prompt(text_encoder, out_dir)  # for caption dropout (training.caption_dropout)
+    save_negative_prompt(text_encoder, out_dir)  # for caption dropout (training.caption_dropout)
     count = sum(b["count"] for b in index["buckets"].values())
     log(f"{count} clips encoded into {len(index['buckets'])} buckets in {time.monotonic() - start:.0f} s")
     if skipped:

@@ -57,15 +57,15 @@ class Trainer:
     """Owns the train state; `step(batch)` runs one optimisation step."""
 
     def __init__(self, model: nnx.Module, cfg, plan: ParallelPlan, *, lora: bool = False,
-                 empty_prompt: Mapping[str, Mapping[str, np.ndarray]] | None = None):
+                 negative_prompt: Mapping[str, Mapping[str, np.ndarray]] | None = None):
         """cfg: the `training` config section; model: a HunyuanVideoTransformer (with LoRA
         adapters injected when `lora`); plan: the mesh and context strategy
-        (ParallelPlan.from_config(config.parallel)); empty_prompt: the data's encodings of ""
-        per template (caption_dropout.load_empty_prompt), needed when cfg.caption_dropout > 0."""
+        (ParallelPlan.from_config(config.parallel)); negative_prompt: the data's encodings of the default
+        negative prompt per template (caption_dropout.load_negative_prompt), needed when cfg.caption_dropout > 0."""
         if not 0.0 <= cfg.caption_dropout < 1.0:
             raise ValueError(f"training.caption_dropout {cfg.caption_dropout} must be in [0, 1)")
-        if cfg.caption_dropout > 0 and empty_prompt is None:
-            raise ValueError("training.caption_dropout > 0 needs the empty prompt's encodings (caption_dropout.load_empty_prompt)")
+        if cfg.caption_dropout > 0 and negative_prompt is None:
+            raise ValueError("training.caption_dropout > 0 needs the negative prompt's encodings (caption_dropout.load_negative_prompt)")
         self.cfg = cfg
         self.plan = plan
         self.mesh = mesh = plan.mesh
@@ -84,8 +84,8 @@ class Trainer:
         self.state = self._init_state(jax.device_put(params, self.param_shardings))
         self.state_shardings = jax.tree.map(lambda x: x.sharding, self.state)
         replicated = NamedSharding(mesh, PartitionSpec())
-        # an argument, not a constant of the program: the 13B's empty prompt is megabytes
-        self.empty_prompt = jax.device_put(dict(empty_prompt or {}) if cfg.caption_dropout > 0 else {}, replicated)
+        # an argument, not a constant of the program: the 13B's negative prompt is megabytes
+        self.negative_prompt = jax.device_put(dict(negative_prompt or {}) if cfg.caption_dropout > 0 else {}, replicated)
         self._step = jax.jit(
             self._train_step,
             in_shardings=(self.state_shardings, jax.tree.map(lambda x: x.sharding, self.frozen), self.batch_sharding, replicated),
@@ -116,13 +116,13 @@ class Trainer:
                                      transform_non_params=lambda _: rep)
 
     def loss(self, params: nnx.State, frozen: nnx.State, batch: Mapping[str, jax.Array], rng: jax.Array,
-             empty_prompt: Mapping | None = None) -> jax.Array:
+             negative_prompt: Mapping | None = None) -> jax.Array:
         cfg = self.cfg
         model = nnx.merge(self.graphdef, params, frozen)
         x0 = batch["latents"]
         if cfg.caption_dropout > 0:  # a key of its own: the time and noise draws stay those of a run without dropout
             template = "image" if x0.shape[1] == 1 else "video"
-            batch = drop_captions(batch, empty_prompt[template], jax.random.fold_in(rng, 1), cfg.caption_dropout)
+            batch = drop_captions(batch, negative_prompt[template], jax.random.fold_in(rng, 1), cfg.caption_dropout)
         k_t, k_noise = jax.random.split(rng)
         t = sample_time(k_t, x0.shape[0], mean=cfg.time_mean, std=cfg.time_std, shift=cfg.time_shift)
         noise = jax.random.normal(k_noise, x0.shape, jnp.float32)
@@ -132,10 +132,10 @@ class Trainer:
                      parallel=self.plan)
         return flow_matching_loss(pred, target, t, cfg.loss_weighting)
 
-    def _train_step(self, state: dict, frozen: nnx.State, batch: Mapping[str, jax.Array], empty_prompt: Mapping):
+    def _train_step(self, state: dict, frozen: nnx.State, batch: Mapping[str, jax.Array], negative_prompt: Mapping):
         # One key per step from the seed: a resumed run draws exactly what an unbroken one does.
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-        loss, grads = jax.value_and_grad(self.loss)(state["params"], frozen, batch, rng, empty_prompt)
+        loss, grads = jax.value_and_grad(self.loss)(state["params"], frozen, batch, rng, negative_prompt)
         updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         new = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
@@ -164,7 +164,7 @@ class Trainer:
         batch = self.put_batch(batch)
         key = tuple(batch[k].shape for k in FIELDS)
         if key not in self._compiled:
-            compiled = self._step.lower(self.state, self.frozen, batch, self.empty_prompt).compile()
+            compiled = self._step.lower(self.state, self.frozen, batch, self.negative_prompt).compile()
             cost = compiled.cost_analysis()
             cost = cost[0] if isinstance(cost, list | tuple) else cost
             self._compiled[key] = compiled, (float(cost["flops"]) if cost and "flops" in cost else None)
@@ -173,7 +173,7 @@ class Trainer:
             barrier("compiled")
         compiled, self.flops_per_step = self._compiled[key]
         start = time.perf_counter()
-        self.state, metrics = compiled(self.state, self.frozen, batch, self.empty_prompt)
+        self.state, metrics = compiled(self.state, self.frozen, batch, self.negative_prompt)
         metrics = jax.device_get(metrics)
         return StepMetrics(float(metrics["loss"]), float(metrics["grad_norm"]), float(metrics["lr"]), time.perf_counter() - start)
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from configs import load_config
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
-from hyv_jax.training.caption_dropout import load_empty_prompt
+from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT
+from hyv_jax.training.caption_dropout import load_negative_prompt
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.data_preparation import Buckets, fit_clip, folder_items, prepare_dataset
 from hyv_jax.training.latent_records import write_records
@@ -176,14 +177,15 @@ def test_prepare_folder_with_vae_and_text_encoder(tmp_path):
     assert [line.split(",")[0] for line in progress[1:4]] == ["1 clips encoded", "2 clips encoded", "3 clips encoded"]
     assert progress[4].startswith("3 clips encoded into 3 buckets in ")
     assert {k: v["count"] for k, v in index["buckets"].items()} == {"t2_h2_w2": 1, "t1_h2_w2": 1, "t1_h2_w4": 1}  # 3 frames -> 1
-    assert sorted(text.calls) == [(("",), "image"), (("",), "video"), (("a blue square",), "image"),
-                                  (("a red circle moving left",), "video"), (("too short",), "image")]
-    # the empty prompt of each template, stored beside the shards for caption dropout
-    empty, expect = load_empty_prompt(tmp_path / "out"), text.encode([""])
+    negative = DEFAULT_NEGATIVE_PROMPT.strip()
+    assert sorted(text.calls) == sorted([(("a blue square",), "image"), (("a red circle moving left",), "video"),
+                                         (("too short",), "image"), ((negative,), "image"), ((negative,), "video")])
+    # the sampler's default negative prompt per template, stored beside the shards for caption dropout
+    stored, expect = load_negative_prompt(tmp_path / "out"), text.encode([negative])
     for mode in ("video", "image"):
-        np.testing.assert_array_equal(empty[mode]["text_states"], expect.states[0])
-        np.testing.assert_array_equal(empty[mode]["text_mask"], expect.mask[0])
-        np.testing.assert_array_equal(empty[mode]["text_pooled"], expect.pooled[0])
+        np.testing.assert_array_equal(stored[mode]["text_states"], expect.states[0])
+        np.testing.assert_array_equal(stored[mode]["text_mask"], expect.mask[0])
+        np.testing.assert_array_equal(stored[mode]["text_pooled"], expect.pooled[0])
 
     it = training_batches(tmp_path / "out", 1, seed=0)
     got = [next(it) for _ in range(3)]

@@ -9,9 +9,12 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from configs import load_config
+from hyv_jax.loading.models import load_text_encoder
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.plan import ParallelPlan
-from hyv_jax.training.caption_dropout import drop_captions, load_empty_prompt
+from hyv_jax.sampling.options import SamplingOptions
+from hyv_jax.sampling.pipeline import TextToVideoPipeline
+from hyv_jax.training.caption_dropout import drop_captions, load_negative_prompt, save_negative_prompt
 from hyv_jax.training.checkpointing import TrainCheckpoints
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
@@ -144,35 +147,35 @@ def test_profile_steps_write_one_trace_of_those_steps(single, tmp_path):
         StepProfiler.parse("3-5", tmp_path)
 
 
-def _empty_prompt():
+def _negative_prompt():
     r = np.random.default_rng(5)
     return {mode: {"text_states": r.normal(size=(6, 32)).astype(np.float32), "text_mask": (np.arange(6) < 2).astype(np.int32),
                    "text_pooled": r.normal(size=16).astype(np.float32)} for mode in ("video", "image")}
 
 
-def test_caption_dropout_trains_on_the_empty_prompt():
-    """With every caption dropped the loss is that of the batch whose text is the empty prompt's,
-    with the same times and noise (dropout draws from a key of its own); without the empty
+def test_caption_dropout_trains_on_the_negative_prompt():
+    """With every caption dropped the loss is that of the batch whose text is the negative prompt's,
+    with the same times and noise (dropout draws from a key of its own); without the negative
     prompt's encodings, or with a rate of 1, the trainer refuses to start."""
     plain = _trainer(_config(2), _one_device())
     config = _config(2)
     config.training.caption_dropout = 1 - 1e-7  # every row of a 2-row batch (the chance of keeping one: 2e-7)
-    empty = _empty_prompt()
+    negative = _negative_prompt()
     model = HunyuanVideoTransformer(TransformerConfig.from_mapping(config.transformer), rngs=nnx.Rngs(0))
-    dropping = Trainer(model, config.training, _one_device(), empty_prompt=empty)
+    dropping = Trainer(model, config.training, _one_device(), negative_prompt=negative)
     batch, key = _stack_all(2)[0], jax.random.key(3)
     params, frozen = dropping.state["params"], dropping.frozen
-    got = float(jax.jit(dropping.loss)(params, frozen, dropping.put_batch(batch), key, dropping.empty_prompt))
-    emptied = dict(batch, **{k: np.stack([v, v]) for k, v in empty["video"].items()})
-    want = float(jax.jit(plain.loss)(params, frozen, plain.put_batch(emptied), key))
+    got = float(jax.jit(dropping.loss)(params, frozen, dropping.put_batch(batch), key, dropping.negative_prompt))
+    replaced = dict(batch, **{k: np.stack([v, v]) for k, v in negative["video"].items()})
+    want = float(jax.jit(plain.loss)(params, frozen, plain.put_batch(replaced), key))
     captioned = float(jax.jit(plain.loss)(params, frozen, plain.put_batch(batch), key))
-    print(f"loss with captions {captioned:.6f}, all dropped {got:.6f}, on the empty prompt {want:.6f}")
+    print(f"loss with captions {captioned:.6f}, all dropped {got:.6f}, on the negative prompt {want:.6f}")
     assert got == want and got != captioned
-    with pytest.raises(ValueError, match="needs the empty prompt"):
+    with pytest.raises(ValueError, match="needs the negative prompt"):
         Trainer(model, config.training, _one_device())
     config.training.caption_dropout = 1.0
     with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
-        Trainer(model, config.training, _one_device(), empty_prompt=empty)
+        Trainer(model, config.training, _one_device(), negative_prompt=negative)
 
 
 def test_drop_captions_replaces_whole_rows():
@@ -180,16 +183,33 @@ def test_drop_captions_replaces_whole_rows():
     r = np.random.default_rng(0)
     batch = {"latents": np.zeros((rows, 1, 2, 2, 4), np.float32), "text_states": r.normal(size=(rows, 6, 32)).astype(np.float32),
              "text_mask": np.ones((rows, 6), np.int32), "text_pooled": r.normal(size=(rows, 16)).astype(np.float32)}
-    empty = _empty_prompt()["image"]
-    out = jax.device_get(drop_captions(batch, empty, jax.random.key(1), 0.5))
-    dropped = np.array([np.array_equal(out["text_states"][i], empty["text_states"]) for i in range(rows)])
+    negative = _negative_prompt()["image"]
+    out = jax.device_get(drop_captions(batch, negative, jax.random.key(1), 0.5))
+    dropped = np.array([np.array_equal(out["text_states"][i], negative["text_states"]) for i in range(rows)])
     assert 16 < dropped.sum() < 48
     for field in ("text_states", "text_mask", "text_pooled"):
-        np.testing.assert_array_equal(out[field][dropped], np.broadcast_to(empty[field], out[field][dropped].shape))
+        np.testing.assert_array_equal(out[field][dropped], np.broadcast_to(negative[field], out[field][dropped].shape))
         np.testing.assert_array_equal(out[field][~dropped], batch[field][~dropped])
     np.testing.assert_array_equal(out["latents"], batch["latents"])
 
 
-def test_missing_empty_prompt_file_says_what_to_do(tmp_path):
+def test_missing_negative_prompt_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare the data again"):
-        load_empty_prompt(tmp_path)
+        load_negative_prompt(tmp_path)
+
+
+def test_the_stored_negative_prompt_is_the_samplers_unconditional_branch(tmp_path):
+    """What caption dropout trains on is what true CFG's unconditional branch feeds the model
+    when no negative prompt is given (an empty one included: the sampler puts the default in)."""
+    config = load_config("configs/tiny.py")
+    text = load_text_encoder(config.text_encoder, seed=2)
+    stored = load_negative_prompt(save_negative_prompt(text, tmp_path).parent)["video"]
+
+    class Encoding:  # the pipeline's encode_prompt needs only these
+        text_encoder, release_text_encoder = text, False
+
+    options = SamplingOptions(height=16, width=16, frames=5, cfg_scale=2.0, negative_prompt="")
+    both = TextToVideoPipeline.encode_prompt(Encoding(), "a red circle moving left", options)
+    np.testing.assert_allclose(np.asarray(both.states[0]), stored["text_states"], rtol=1e-5, atol=1e-5)  # batch of 2 vs 1
+    np.testing.assert_array_equal(np.asarray(both.mask[0]), stored["text_mask"])
+    np.testing.assert_allclose(np.asarray(both.pooled[0]), stored["text_pooled"], rtol=1e-5, atol=1e-6)
