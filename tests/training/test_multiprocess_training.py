@@ -9,7 +9,8 @@ global batches.
 - SIGKILL of both processes during an async checkpoint save, then `--resume` with the
   persistent compilation cache on and one process compiling 35 s longer than the other (past
   gloo's 30 s): the run ends bit-identical to the uninterrupted one.
-All runs share one small dataset, the smallest transformer (one block of each kind) and XLA's
+All runs share one small dataset, caption dropout (0.5: each process draws the global batch's
+rows as one process does), the smallest transformer (one block of each kind) and XLA's
 cheapest CPU compile settings; every process runs under a deadline.
 """
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -34,6 +36,7 @@ from hyv_jax.convert.transformer_checkpoint import MODEL_KIND, read_converted_tr
 from hyv_jax.models.transformer import HunyuanVideoTransformer, TransformerConfig
 from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.training.build import build_trainer
+from hyv_jax.training.caption_dropout import save_negative_prompt
 from hyv_jax.training.data_pipeline import training_batches
 from hyv_jax.training.latent_records import write_records
 from hyv_jax.lora.merge import merge_lora_files
@@ -44,7 +47,7 @@ STEPS, BATCH = 6, 4
 MODEL = ["transformer.double_blocks=1", "transformer.single_blocks=1", "transformer.refiner_blocks=1"]
 TRAINING = [f"training.steps={STEPS}", f"training.batch_size={BATCH}", "training.log_every=1",
             "training.log_all_processes=True", "training.checkpoint.every=2", "training.optimizer.warmup_steps=1",
-            "training.optimizer.lr=0.003", "training.lora.rank=2"]
+            "training.optimizer.lr=0.003", "training.lora.rank=2", "training.caption_dropout=0.5"]
 LORA = ["training.lora.enabled=True"]
 MESHES = {
     "default": [],  # fsdp=-1: all four devices, two per process
@@ -75,6 +78,15 @@ def _examples(n, shape, seed):
     return [{"latents": r.normal(size=shape).astype(np.float32), "text_states": r.normal(size=(6, 32)).astype(np.float32),
              "text_mask": (np.arange(6) < 3 + i % 3).astype(np.int32), "text_pooled": r.normal(size=16).astype(np.float32)}
             for i in range(n)]
+
+
+class _StandInEncoder:
+    """encode() of the text encoders' shape for the data's text (6 tokens, 32 wide, pooled 16)."""
+
+    def encode(self, prompts, *, mode):
+        example = _examples(1, (1,), len(mode))[0]
+        return SimpleNamespace(states=example["text_states"][None], mask=example["text_mask"][None],
+                               pooled=example["text_pooled"][None])
 
 
 def _free_port() -> int:
@@ -147,6 +159,7 @@ def setup(tmp_path_factory):
     (root / "slow_compile").mkdir()
     (root / "slow_compile" / "sitecustomize.py").write_text(SLOW_COMPILE)
     write_records(root / "data", _examples(16, (2, 8, 8, 4), 0) + _examples(3, (1, 8, 8, 4), 1), shard_size=6)
+    save_negative_prompt(_StandInEncoder(), root / "data")  # every run drops captions (training.caption_dropout)
     config = load_config("configs/tiny.py", MODEL)
     base = HunyuanVideoTransformer(TransformerConfig.from_mapping(config.transformer), rngs=nnx.Rngs(5))
     save_converted(root / "base", params_to_numpy(base), MODEL_KIND, base.config, "test", np.float32)
@@ -154,7 +167,7 @@ def setup(tmp_path_factory):
     reference = {}
     for kind, extra in (("full", []), ("lora", LORA)):
         config = load_config("configs/tiny.py", [*MODEL, *TRAINING, *extra])
-        trainer = build_trainer(config, one_device, root / "base" if extra else None)
+        trainer = build_trainer(config, one_device, root / "base" if extra else None, data_dir=root / "data")
         batches = training_batches(root / "data", BATCH)
         reference[kind] = {step: trainer.step(next(batches)).loss for step in range(1, STEPS + 1)}
     return root, reference

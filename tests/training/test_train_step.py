@@ -38,7 +38,8 @@ def _examples(n, seed=0):
 
 def _trainer(config, plan):
     model = HunyuanVideoTransformer(TransformerConfig.from_mapping(config.transformer), rngs=nnx.Rngs(0))
-    return Trainer(model, config.training, plan)
+    negative = _negative_prompt() if config.training.caption_dropout > 0 else None
+    return Trainer(model, config.training, plan, negative_prompt=negative)
 
 
 def _one_device():
@@ -105,6 +106,7 @@ def test_interrupt_and_resume_is_bit_identical(single, tmp_path):
 def test_eight_device_step_equals_single_device(single):
     assert jax.device_count() >= 8
     config = _config(4)
+    config.training.caption_dropout = 0.5  # rows of the sharded batch dropped as on one device
     # The tokens (64 image + 6 text) split over context 2, keys and values passed round the ring.
     plan = ParallelPlan.from_config({"mesh": {"data": 2, "fsdp": 2, "context": 2}, "context_strategy": "ring"})
     sharded = _trainer(config, plan)
@@ -120,7 +122,8 @@ def test_eight_device_step_equals_single_device(single):
         np.testing.assert_allclose(m8.loss, m1.loss, rtol=1e-5)
         np.testing.assert_allclose(m8.grad_norm, m1.grad_norm, rtol=1e-4)
     # The loss runs the model under the plan: ring attention passes K/V round the context axis.
-    jaxpr = jax.make_jaxpr(sharded.loss)(sharded.state["params"], sharded.frozen, sharded.put_batch(batch), jax.random.key(0))
+    jaxpr = jax.make_jaxpr(sharded.loss)(sharded.state["params"], sharded.frozen, sharded.put_batch(batch), jax.random.key(0),
+                                         sharded.negative_prompt)
     assert "ppermute" in str(jaxpr)
     # Adam divides by sqrt(v): for near-zero gradients it magnifies summation-order rounding up
     # to a step of size ~lr, so parameters compare against the learning rate, and gradients
