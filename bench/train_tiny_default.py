@@ -16,8 +16,8 @@ reconstruction paints (no halo) plus a posterior noise floor (--vae_min_std 0.1)
 --steps 1400 --lr 1e-3: its reconstructions then kept the colour of thin shapes, the motion
 check on them 0.86 -> 1.00), prepared the data again and trained a new transformer from
 scratch with these defaults. The third continued that transformer 6000 steps at lr 5e-4 with
---config.training.caption_dropout=0.1 (held out 7/8 -> 8/8; README "The tiny default"). --caption_losses on the
-previous pair showed why the floor: green captions had loss 0.0018 against 0.21 for white,
+--config.training.caption_dropout=0.1 (held out 7/8 -> 8/8; README "The tiny default").
+--caption_losses on the previous pair showed why the floor: green captions had loss 0.0018 against 0.21 for white,
 because its VAE coded green objects in latent deviations of ~0.01 (posterior noise ~0.004)
 that the transformer's loss hardly saw.
 

@@ -19,9 +19,10 @@ import numpy as np
 
 from hyv_jax.io.atomic_file import write_replacing
 from hyv_jax.sampling.guidance import DEFAULT_NEGATIVE_PROMPT
+from hyv_jax.training.latent_records import FIELDS
 
 FILE = "negative_prompt.npz"
-TEXT_FIELDS = ("text_states", "text_mask", "text_pooled")
+TEXT_FIELDS = tuple(f for f in FIELDS if f.startswith("text_"))  # what a record holds of its caption
 MODES = ("video", "image")
 
 

@@ -85,7 +85,7 @@ class Trainer:
         self.state_shardings = jax.tree.map(lambda x: x.sharding, self.state)
         replicated = NamedSharding(mesh, PartitionSpec())
         # an argument, not a constant of the program: the 13B's negative prompt is megabytes
-        self.negative_prompt = jax.device_put(dict(negative_prompt or {}) if cfg.caption_dropout > 0 else {}, replicated)
+        self.negative_prompt = jax.device_put(negative_prompt if cfg.caption_dropout > 0 else {}, replicated)
         self._step = jax.jit(
             self._train_step,
             in_shardings=(self.state_shardings, jax.tree.map(lambda x: x.sharding, self.frozen), self.batch_sharding, replicated),
