@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from configs import load_config
-from configs.command_line import add_debug_flag, parse_with_overrides, run_command
+from configs.command_line import add_debug_flag, exit_at_once, parse_with_overrides, run_command
 from hyv_jax.compilation_cache import DEFAULT_DIR, ENV, default_cache_dir, enable_compilation_cache
 from hyv_jax.loading.memory_modes import MemoryMode
 from hyv_jax.loading.paths import CustomPaths, DiTPaths, ModelPaths
@@ -695,3 +695,4 @@ def video_stem(job: Job, seed: int, count: int) -> str:
 
 if __name__ == "__main__":
     run_command(main, None, "sample.py")
+    exit_at_once()  # every video is written (atomically) by now

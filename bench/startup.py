@@ -38,6 +38,7 @@ def child(save_path: str) -> None:
     imported_jax = time.perf_counter()
     sys.path.insert(0, str(ROOT))
     import sample
+    from configs.command_line import exit_at_once
     from hyv_jax.sampling.pipeline import TextToVideoPipeline
 
     imported = time.perf_counter()
@@ -56,6 +57,7 @@ def child(save_path: str) -> None:
         setattr(TextToVideoPipeline, name, timed)
     sample.main(["--prompt", PROMPT, "--save-path", save_path])
     print(json.dumps({"backend": jax.default_backend(), "times": times}))
+    exit_at_once()  # as sample.py ends
 
 
 def run_once(cache: str, save_path: str) -> tuple[str, dict[str, float]]:

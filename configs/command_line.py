@@ -3,9 +3,11 @@
 error (`--debug` shows the traceback instead)."""
 
 import argparse
+import atexit
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 PREFIX = "--config."
 DEBUG_FLAG = "--debug"
@@ -54,6 +56,18 @@ def run_command(main: Callable[[list[str]], T], argv: Sequence[str] | None, prog
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    except Exception as error:  # noqa: BLE001 - the one place every error becomes one line
+    except Exception as error:
         print(error_line(program, error), file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def exit_at_once() -> NoReturn:
+    """Ends a command whose work is done and written (status 0): stdout and stderr flushed and
+    the exit handlers run (JAX's, logging's), then the process leaves without Python's teardown
+    of the interpreter, which frees every compiled program, array and module one by one: 0.4 s
+    of the tiny default's ~3.5 s sample.py run, of no use to a finished process. Only for
+    commands with no writes still under way in other threads."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(0)

@@ -60,3 +60,15 @@ def test_the_command_lines_report_a_bad_config_in_one_line(script, tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{script}: error: {notes} is not a config file (it defines no get_config()); pass one of {ROOT / 'configs'}/*.py"]
+
+
+def test_exit_at_once_flushes_output_and_runs_the_exit_handlers(tmp_path):
+    """sample.py ends with it: the buffered output and every exit handler's work come out, the
+    status is 0, and Python's slow teardown of the interpreter is skipped."""
+    marker = tmp_path / "handler_ran"
+    script = (f"import atexit, pathlib, sys\nfrom configs.command_line import exit_at_once\n"
+              f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+              "print('line on stdout'); print('line on stderr', file=sys.stderr)\nexit_at_once()\nprint('never')\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "line on stdout\n" and result.stderr == "line on stderr\n"
+    assert marker.read_text() == "yes"
