@@ -234,10 +234,19 @@ def lazy_text_encoder(name: str, spec: TextCheckpoint, model_config, directory, 
     return LazyEncoder(load, output), tokenizer
 
 
-# name -> (checkpoint spec, config class, offset of its random weights' seed, output of encode)
+def _hidden_states(states):
+    return states
+
+
+def _pooled(out):
+    return out[1]
+
+
+# name -> (checkpoint spec, config class, offset of its random weights' seed, output of encode);
+# the outputs are named functions so the encoders' programs can be kept across processes
 TEXT_PARTS = {
-    "llm": (LLM, LlamaConfig, 0, lambda states: states),
-    "clip": (CLIP, CLIPTextConfig, 1, lambda out: out[1]),
+    "llm": (LLM, LlamaConfig, 0, _hidden_states),
+    "clip": (CLIP, CLIPTextConfig, 1, _pooled),
 }
 
 

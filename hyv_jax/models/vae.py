@@ -22,6 +22,7 @@ from hyv_jax.models.vae_blocks import DownBlock, MidBlock, UpBlock
 from hyv_jax.models.vae_tiling import TilePlan, Tiles, tiled_apply
 from hyv_jax.nn.causal_conv import CausalConv3d, Conv3d
 from hyv_jax.nn.group_norm import GroupNorm
+from hyv_jax.persistent_cache import PersistentProgram
 
 LOGVAR_RANGE = (-30.0, 20.0)
 
@@ -170,14 +171,16 @@ class CausalVideoVAE(nnx.Module):
         """Posterior (mean, logvar) of a (B, 1+4k, H, W, C) video, H and W multiples of 8.
         `plan` overrides the config's tiling (`UNTILED`, or `config.encode_plan(...)`)."""
         self._check_video(video)
-        moments = tiled_apply(lambda x: _encode_moments(self, x), video, self.config.encode_plan() if plan is None else plan)
+        graphdef, state = nnx.split(self)
+        moments = tiled_apply(lambda x: ENCODE_TILE(graphdef, state, x), video, self.config.encode_plan() if plan is None else plan)
         return split_moments(moments)
 
     def decode(self, latent: jax.Array, plan: TilePlan | None = None) -> jax.Array:
         """(B, T, h, w, latent) latent (unscaled: divide sampled latents by the scaling factor
         first) -> (B, 1+4(T-1), 8h, 8w, C) video."""
         self._check_latent(latent)
-        return tiled_apply(lambda z: _decode_frames(self, z), latent, self.config.decode_plan() if plan is None else plan)
+        graphdef, state = nnx.split(self)
+        return tiled_apply(lambda z: DECODE_TILE(graphdef, state, z), latent, self.config.decode_plan() if plan is None else plan)
 
     def _check_video(self, video: jax.Array) -> None:
         c = self.config
@@ -195,14 +198,17 @@ class CausalVideoVAE(nnx.Module):
             raise ValueError(f"expected a channels-last latent (B, T, h, w, {c}), got shape {tuple(latent.shape)}")
 
 
-@nnx.jit
-def _encode_moments(vae: CausalVideoVAE, video: jax.Array) -> jax.Array:
-    return vae.encode_moments(video)
+def _encode_moments(graphdef: nnx.GraphDef, state: nnx.State, video: jax.Array) -> jax.Array:
+    return nnx.merge(graphdef, state).encode_moments(video)
 
 
-@nnx.jit
-def _decode_frames(vae: CausalVideoVAE, latent: jax.Array) -> jax.Array:
-    return vae.decode_frames(latent)
+def _decode_frames(graphdef: nnx.GraphDef, state: nnx.State, latent: jax.Array) -> jax.Array:
+    return nnx.merge(graphdef, state).decode_frames(latent)
+
+
+# jitted over the split state, one program per tile shape, kept across processes
+ENCODE_TILE = PersistentProgram(_encode_moments, "vae_encode", static_argnums=(0,))
+DECODE_TILE = PersistentProgram(_decode_frames, "vae_decode", static_argnums=(0,))
 
 
 def split_moments(moments: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -10,13 +10,33 @@ from jax.ad_checkpoint import checkpoint_name
 from hyv_jax.nn.dense import Dense
 from hyv_jax.nn.remat import MLP_HIDDEN
 
+
+def gelu(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+def gelu_tanh(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=True)
+
+
+def silu(x: jax.Array) -> jax.Array:
+    return jax.nn.silu(x)  # jax.nn.silu itself is a jitted wrapper that pickle cannot name
+
+
+def silu_fp32(x: jax.Array) -> jax.Array:
+    """SiLU in float32 whatever the compute dtype (Hunyuan-DiT's FP32_SiLU)."""
+    return jax.nn.silu(x.astype(jnp.float32)).astype(x.dtype)
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+    """CLIP's GELU approximation."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+# named functions, not lambdas: a module's graph holding one can key programs across processes
+# (hyv_jax.persistent_cache.py)
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "silu": jax.nn.silu,
-    # SiLU in float32 whatever the compute dtype (Hunyuan-DiT's FP32_SiLU)
-    "silu_fp32": lambda x: jax.nn.silu(x.astype(jnp.float32)).astype(x.dtype),
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),  # CLIP's GELU approximation
+    "gelu": gelu, "gelu_tanh": gelu_tanh, "silu": silu, "silu_fp32": silu_fp32, "quick_gelu": quick_gelu,
 }
 
 

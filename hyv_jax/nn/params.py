@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hyv_jax.persistent_cache import persistent_value
+
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 M = TypeVar("M", bound=nnx.Module)
 _SHAPES_ONLY = contextvars.ContextVar("shapes_only", default=False)
@@ -45,7 +47,10 @@ def abstract_instance(model: Callable[..., M], config) -> M:
 
 @functools.lru_cache(maxsize=64)
 def _abstract_split(model, config):
-    return nnx.split(abstract_module(lambda rngs: model(config, rngs=rngs)))
+    # kept across processes too: building a module is flax's Python work (the tiny default's
+    # VAE 0.2 s), loading its pickled abstract graph and state 6 ms
+    return persistent_value("abstract_model", (model, config),
+                            lambda: nnx.split(abstract_module(lambda rngs: model(config, rngs=rngs))))
 
 
 def make_param(

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from hyv_jax.parallel.plan import ParallelPlan
 from hyv_jax.parallel.processes import barrier, to_host
+from hyv_jax.persistent_cache import PersistentProgram, signature
 from hyv_jax.sampling.euler import euler_step
 from hyv_jax.sampling.guidance import combine_cfg, combine_ip_cfg
 from hyv_jax.sampling.schedule import FlowSchedule
@@ -105,32 +106,33 @@ class CompiledStep:
 
     def __init__(self, graphdef: nnx.GraphDef, policy: VelocityPolicy, parallel: ParallelPlan | None = None):
         self.traces = 0
+        self._static = (graphdef, policy, parallel)
         self._executables: dict = {}  # multi-process: input signature -> compiled step
 
-        def step(state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
+        def step(graphdef, policy, parallel, state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
             self.traces += 1
             latents, carry = denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next,
                                           conditions, carry, ip_scale)
             return latents, carry, jnp.isfinite(latents).all()
 
-        self._jitted = jax.jit(step)
+        # single-process runs with the compilation cache on load it in later processes untraced
+        self._program = PersistentProgram(step, "denoise_step", static_argnums=(0, 1, 2))
 
     def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry, ip_scale=np.float32(0.0)):
         """-> (latents, carry, all latents finite). ip_scale: the image-CFG scale of this step
         (read with a 3B conditions batch only)."""
         args = (state, latents, t, sigma, sigma_next, conditions, carry, np.float32(ip_scale))
         if jax.process_count() == 1:
-            return self._jitted(*args)
-        leaves, tree = jax.tree.flatten(args)
-        key = (tree, tuple((np.shape(a), np.result_type(a), getattr(a, "sharding", None)) for a in leaves))
+            return self._program(*self._static, *args)
+        key = signature(args)
         if key not in self._executables:
-            self._executables[key] = self._jitted.lower(*args).compile()
+            self._executables[key] = self._program.lower(*self._static, *args).compile()
             barrier("compiled denoising step")
         return self._executables[key](*args)
 
     def lower(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry) -> jax.stages.Lowered:
         """The step lowered for these (abstract or real) arguments, for memory plans."""
-        return self._jitted.lower(state, latents, t, sigma, sigma_next, conditions, carry, np.float32(0.0))
+        return self._program.lower(*self._static, state, latents, t, sigma, sigma_next, conditions, carry, np.float32(0.0))
 
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,

@@ -15,6 +15,7 @@ from flax import nnx
 
 from hyv_jax.models.text.templates import TEMPLATES, template
 from hyv_jax.models.text.tokenizer import TextTokenizer
+from hyv_jax.persistent_cache import PersistentProgram
 
 ASSETS = Path(__file__).parents[2] / "assets"
 
@@ -30,19 +31,26 @@ class PromptEmbeddings:
         return dataclasses.replace(self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
 
+def _encode(graphdef: nnx.GraphDef, output: Callable, state: nnx.State, *inputs: jax.Array):
+    return output(nnx.merge(graphdef, state)(*inputs))
+
+
+# jitted over the split state; kept across processes where `output` is a module-level function
+ENCODE = PersistentProgram(_encode, "text_encoder", static_argnums=(0, 1))
+
+
 class LazyEncoder:
-    """One model, loaded on first use and again after `release`; jitted over (graphdef, state)."""
+    """One model, loaded on first use and again after `release`; jitted over (graphdef, state)
+    (a reload has the same graph: the compiled program serves it)."""
 
     def __init__(self, load: Callable[[], nnx.Module], output: Callable):
         self._load, self._output = load, output
-        self._state = self._fn = None
+        self._graphdef = self._state = None
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
         if self._state is None:
-            graphdef, self._state = nnx.split(self._load())
-            if self._fn is None:  # a reload has the same structure: keep the compiled function
-                self._fn = jax.jit(lambda state, *a: self._output(nnx.merge(graphdef, state)(*a)))
-        return np.asarray(jax.device_get(self._fn(self._state, *inputs)), np.float32)
+            self._graphdef, self._state = nnx.split(self._load())
+        return np.asarray(jax.device_get(ENCODE(self._graphdef, self._output, self._state, *inputs)), np.float32)
 
     def release(self) -> None:
         if self._state is not None:

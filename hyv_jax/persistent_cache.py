@@ -1,0 +1,209 @@
+"""What a process keeps for the next one beyond JAX's persistent compilation cache, which skips
+only XLA's compile: every process still traces and lowers each program to get its key (the
+tiny default's decoder ~0.5 s, its denoising step ~0.35 s, of a 4.5 s run) and builds each
+model's abstract form (its VAE ~0.2 s). Here:
+
+- `PersistentProgram`: a jitted function whose executables a later process loads untraced;
+- `persistent_value`: a value computed once from picklable inputs (abstract models).
+
+Both are keyed by what decides them: the pickled inputs (a lambda or a local function among
+them cannot be pickled, which makes the entry uncacheable rather than keyed by a name that
+could hide other code), for programs the argument structure, shapes, dtypes and shardings, and
+for all the hyv_jax sources, the JAX/Flax versions, the devices, XLA_FLAGS, every JAX config
+value and the context variables set. Entries live in `<JAX's cache dir>/hyv_jax`, only while
+that cache is enabled and in single-process runs; an unreadable entry is computed again. A
+program not found is compiled afresh, not loaded from JAX's cache (see `_load_or_compile`), so
+after the sources change each program compiles once in full."""
+
+import contextvars
+import functools
+import hashlib
+import io
+import os
+import pickle
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import flax
+import jax
+import jaxlib
+from jax._src import (
+    config as jax_config,  # the persistent cache's switch, as a thread-local context
+)
+from jax.experimental import serialize_executable
+
+from hyv_jax.io.atomic_file import write_replacing
+
+FORMAT = 1  # bump when the stored layout changes
+SUBDIR = "hyv_jax"
+T = TypeVar("T")
+
+
+@functools.cache
+def sources_digest() -> str:
+    """sha256 over every .py file of the hyv_jax package (paths and contents)."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def environment_key() -> bytes:
+    """What decides an entry besides its own inputs: versions, devices, flags, JAX's config and
+    the context variables set around the call (trace-time switches such as
+    nn/causal_conv.accelerator_form); read at each call, as any of them may change."""
+    devices = [(d.id, d.platform, d.device_kind, d.process_index) for d in jax.devices()]
+    config = sorted((k, repr(v)) for k, v in jax.config.values.items())
+    context = sorted((var.name, repr(value)) for var, value in contextvars.copy_context().items())
+    return repr((FORMAT, jax.__version__, jaxlib.__version__, flax.__version__, jax.devices()[0].client.platform_version,
+                 devices, os.environ.get("XLA_FLAGS", ""), config, context, sources_digest())).encode()
+
+
+def _device(platform: str, device_id: int):
+    """Stands for a device in keys (never unpickled)."""
+    raise TypeError("a key is not unpickled")
+
+
+class _KeyPickler(pickle.Pickler):
+    def reducer_override(self, obj):
+        if isinstance(obj, jax.Device):  # a mesh's devices, which pickle cannot write
+            return _device, (obj.platform, obj.id)
+        return NotImplemented
+
+
+def key_bytes(values: Sequence) -> bytes | None:
+    """The values pickled as a key, or None when one cannot be pickled by value or by an
+    importable name (lambdas, local functions, live objects) or is cyclic. Pickled without
+    the memo: with it the bytes follow which equal objects are shared, and a model graph
+    unpickled from an entry would key differently from the one built."""
+    buffer = io.BytesIO()
+    pickler = _KeyPickler(buffer, protocol=5)
+    pickler.fast = True
+    try:
+        pickler.dump(tuple(values))
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError):
+        return None
+    return buffer.getvalue()
+
+
+def _pickled(value) -> bytes | None:
+    try:
+        return pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+
+
+def signature(args: tuple) -> tuple:
+    """Structure, avals (weak types marked ~) and shardings of a call's arguments."""
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple(f"{jax.typeof(leaf)}@{getattr(leaf, 'sharding', None)!r}" for leaf in leaves)
+
+
+def cache_folder() -> Path | None:
+    """`<JAX's persistent cache dir>/hyv_jax`, or None when that cache is off or the run has
+    several processes (their programs meet in collectives: each compiles, as before)."""
+    directory = jax.config.jax_compilation_cache_dir
+    if not directory or jax.process_count() > 1:
+        return None
+    return Path(directory) / SUBDIR
+
+
+def entry_path(folder: Path, name: str, *parts: bytes) -> Path:
+    digest = hashlib.sha256(b"\0".join((environment_key(), name.encode(), *parts))).hexdigest()
+    return folder / f"{name}-{digest}.bin"
+
+
+def _read(path: Path, what: str):
+    """The unpickled entry, or None (missing; unreadable: warned, to be written again)."""
+    if not path.exists():
+        return None
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign entry is computed again
+        warnings.warn(f"computing {what} again: cannot load {path} ({type(error).__name__}: {error})")
+        return None
+
+
+def _write(path: Path, data: bytes, what: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_replacing(path, lambda temp: temp.write_bytes(data))
+    except OSError as error:
+        warnings.warn(f"cannot keep {what} in {path.parent} ({error.strerror}); it is computed again next run")
+
+
+def persistent_value(name: str, inputs: Sequence, make: Callable[[], T]) -> T:
+    """make(), a pure function of `inputs` and the hyv_jax sources, or the value a previous
+    process stored for the same key (computed and stored when there is none)."""
+    folder, key = cache_folder(), key_bytes(inputs)
+    if folder is None or key is None:
+        return make()
+    path = entry_path(folder, name, key)
+    stored = _read(path, name)
+    if stored is not None:
+        return stored[0]
+    value = make()
+    if (data := _pickled((value,))) is not None:
+        _write(path, data, name)
+    return value
+
+
+class PersistentProgram:
+    """`jax.jit(fn, static_argnums=...)` whose executables a later process loads without
+    tracing or lowering. Call it like the jitted function; `lower` is the jitted one's. `fn`
+    may read only its arguments and module-level code (keyed through the sources): anything
+    else that shapes the program (a model's graph, a policy, a plan) must be a static
+    argument, or a later process would load a program traced from other values."""
+
+    def __init__(self, fn: Callable, name: str, static_argnums: Sequence[int] = ()):
+        self.name = name
+        self._static = tuple(static_argnums)
+        self._jitted = jax.jit(fn, static_argnums=self._static)
+        self._compiled: dict = {}  # entry path -> jax.stages.Compiled
+        self._static_keys: dict = {}  # static arguments -> pickled (None: uncacheable)
+
+    def lower(self, *args) -> jax.stages.Lowered:
+        return self._jitted.lower(*args)
+
+    def __call__(self, *args):
+        folder = cache_folder()
+        static = tuple(args[i] for i in self._static)
+        if folder is None:
+            return self._jitted(*args)
+        if static not in self._static_keys:
+            self._static_keys[static] = key_bytes(static)
+        if self._static_keys[static] is None:
+            return self._jitted(*args)
+        dynamic = tuple(a for i, a in enumerate(args) if i not in self._static)
+        tree, leaves = signature(dynamic)
+        path = entry_path(folder, self.name, self._static_keys[static], repr((str(tree), leaves)).encode())
+        if path not in self._compiled:
+            self._compiled[path] = self._load_or_compile(path, args)
+        return self._compiled[path](*dynamic)
+
+    def _load_or_compile(self, path: Path, args: tuple) -> jax.stages.Compiled:
+        what = f"the compiled {self.name}"
+        stored = _read(path, what)
+        if stored is not None:
+            try:
+                serialized, in_tree, out_tree, device_ids = stored
+                devices = {d.id: d for d in jax.devices()}
+                return serialize_executable.deserialize_and_load(serialized, in_tree, out_tree,
+                                                                 execution_devices=[devices[i] for i in device_ids])
+            except Exception as error:  # noqa: BLE001 - e.g. an entry of another jaxlib build
+                warnings.warn(f"compiling {self.name} again: cannot load {path} ({type(error).__name__}: {error})")
+        # compiled afresh, not loaded from JAX's cache: on XLA:CPU an executable that was loaded
+        # serializes without its kernels' code, and fails when run ("Function ... not found")
+        with jax_config.enable_compilation_cache(False):
+            compiled = self._jitted.lower(*args).compile()
+        # the devices it runs on, in its order (by default a loaded executable expects them all)
+        device_ids = [d.id for d in compiled._executable.xla_executable.local_devices()]
+        try:
+            data = pickle.dumps((*serialize_executable.serialize(compiled), device_ids), protocol=5)
+        except (ValueError, NotImplementedError, pickle.PicklingError, TypeError):
+            return compiled  # e.g. constants captured in the program: kept for this process only
+        _write(path, data, what)
+        return compiled
