@@ -112,8 +112,20 @@ def cache_folder() -> Path | None:
 
 
 def entry_path(folder: Path, name: str, *parts: bytes) -> Path:
+    """NAME-SOURCES-KEY.bin: SOURCES (the sources digest's start) lets a write clear the entries
+    of other sources, which no process of this tree can use."""
     digest = hashlib.sha256(b"\0".join((environment_key(), name.encode(), *parts))).hexdigest()
-    return folder / f"{name}-{digest}.bin"
+    return folder / f"{name}-{sources_digest()[:12]}-{digest}.bin"
+
+
+@functools.cache
+def _clear_other_sources(folder: Path) -> None:
+    """Removes the entries other hyv_jax sources wrote (once per folder and process): after an
+    upgrade or an edit they are never read again, and each 13B program is tens of MB."""
+    for entry in folder.glob("*.bin"):
+        parts = entry.name.rsplit("-", 2)
+        if len(parts) == 3 and parts[1] != sources_digest()[:12]:
+            entry.unlink(missing_ok=True)
 
 
 def _read(path: Path, what: str):
@@ -130,6 +142,7 @@ def _read(path: Path, what: str):
 def _write(path: Path, data: bytes, what: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _clear_other_sources(path.parent)
         write_replacing(path, lambda temp: temp.write_bytes(data))
     except OSError as error:
         warnings.warn(f"cannot keep {what} in {path.parent} ({error.strerror}); it is computed again next run")

@@ -159,3 +159,16 @@ def test_meshes_key_by_their_devices_and_axes():
     assert key_bytes((mesh,)) is not None and key_bytes((mesh,)) == key_bytes((Mesh(devices.reshape(2, 2), ("data", "context")),))
     assert key_bytes((mesh,)) != key_bytes((Mesh(devices[::-1].reshape(2, 2), ("data", "context")),))
     assert key_bytes((mesh,)) != key_bytes((Mesh(devices.reshape(2, 2), ("data", "fsdp")),))
+
+
+def test_a_write_clears_the_entries_of_other_sources_only(program):
+    run, folder = program
+    run()
+    (kept,) = folder.glob("*.bin")
+    name, _, key = kept.name.rsplit("-", 2)
+    stale = folder / f"{name}-{'0' * 12}-{key}"
+    stale.write_bytes(b"an entry of other hyv_jax sources")
+    foreign = folder / "notes.txt"
+    foreign.write_text("not an entry")
+    traces, _, _ = run(layers=2)  # a new entry is written
+    assert traces == 1 and not stale.exists() and kept.exists() and foreign.exists()
