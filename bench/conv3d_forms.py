@@ -7,10 +7,12 @@ beside torch's conv3d in the same run: where the VAE's decode time goes on a CPU
 
 Forms: `3d` XLA's 3D convolution; `taps` one 2D convolution per time tap (frames folded into the
 batch); `im2col` the 3x3 window concatenated into channels, one matmul per time tap; `shifted` 27
-shifted matmuls accumulated; `winograd` F(2x2, 3x3) over space, 16 matmuls per time tap (the CPU
-form nn/causal_conv.py uses); `matmul` a plain (4096 x 9C) x (9C x C) product for XLA's matmul
-speed against torch's. Each time is the best of --repeats calls after a compile; the ratio is
-torch's time over ours (above 1: faster than torch).
+shifted matmuls accumulated; `taps, YNNPACK` the per-tap form compiled with
+CPU_COMPILER_OPTIONS, which hand the 2D convolutions to YNNPACK (the CPU form the VAE runs,
+nn/causal_conv.py); `matmul` a plain (4096 x 9C) x (9C x C) product for XLA's matmul speed
+against torch's. Each time is the best of --repeats calls after a compile; the ratio is torch's
+time over ours (above 1: faster than torch). Winograd F(2x2, 3x3) matmuls, the CPU form before
+YNNPACK, measured 0.38x / 0.76x / 0.91x at 32 / 64 / 128 channels (README).
 """
 
 import argparse
@@ -24,7 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout, uninstalled
 
-from hyv_jax.nn.causal_conv import _conv3d_direct, _conv3d_frame_taps, _conv3d_winograd  # noqa: E402
+from hyv_jax.nn.causal_conv import (  # noqa: E402
+    CPU_COMPILER_OPTIONS,
+    _conv3d_direct,
+    _conv3d_frame_taps,
+)
 
 
 def im2col(x, k):
@@ -39,8 +45,13 @@ def shifted(x, k):
                for dt in range(3) for i in range(3) for j in range(3))
 
 
-FORMS = {"3d": lambda x, k: _conv3d_direct(x, k, (1, 1, 1)), "taps": lambda x, k: _conv3d_frame_taps(x, k, (1, 1, 1)),
-         "im2col": im2col, "shifted": shifted, "winograd": lambda x, k: _conv3d_winograd(x, k, 1)}
+def taps(x, k):
+    return _conv3d_frame_taps(x, k, (1, 1, 1))
+
+
+# name -> (form, compiler options)
+FORMS = {"3d": (lambda x, k: _conv3d_direct(x, k, (1, 1, 1)), None), "taps": (taps, None), "im2col": (im2col, None),
+         "shifted": (shifted, None), "taps, YNNPACK": (taps, CPU_COMPILER_OPTIONS)}
 
 
 def best(call, repeats: int) -> float:
@@ -77,10 +88,10 @@ def main(argv=None) -> None:
             expected = torch.nn.functional.conv3d(xt, kt).permute(0, 2, 3, 4, 1).numpy()
         xj, kj = jnp.asarray(x), jnp.asarray(k)
         cells, worst = [], 0.0
-        for form in FORMS.values():
-            jitted = jax.jit(form)
-            seconds = best(lambda f=jitted: f(xj, kj), args.repeats)
-            worst = max(worst, float(np.abs(np.asarray(jitted(xj, kj)) - expected).max() / np.abs(expected).max()))
+        for form, options in FORMS.values():
+            compiled = jax.jit(form).lower(xj, kj).compile(compiler_options=options)
+            seconds = best(lambda f=compiled: f(xj, kj), args.repeats)
+            worst = max(worst, float(np.abs(np.asarray(compiled(xj, kj)) - expected).max() / np.abs(expected).max()))
             cells.append(f"{seconds:.3f} ({reference / seconds:.2f}x)")
         print(f"| {shape} | {reference:.3f} | " + " | ".join(cells) + f" | {worst:.1e} |")
     a = rng.standard_normal((4096, 1152), np.float32)

@@ -22,7 +22,7 @@ import io
 import os
 import pickle
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -169,13 +169,16 @@ class PersistentProgram:
     tracing or lowering. Call it like the jitted function; `lower` is the jitted one's. `fn`
     may read only its arguments and module-level code (keyed through the sources): anything
     else that shapes the program (a model's graph, a policy, a plan) must be a static
-    argument, or a later process would load a program traced from other values."""
+    argument, or a later process would load a program traced from other values.
+    `compiler_options` (XLA debug options, e.g. nn/causal_conv.CPU_COMPILER_OPTIONS) go to
+    every compile of it; a jaxlib that does not know one compiles without them, with a warning."""
 
-    def __init__(self, fn: Callable, name: str, static_argnums: Sequence[int] = ()):
+    def __init__(self, fn: Callable, name: str, static_argnums: Sequence[int] = (), compiler_options: Mapping[str, str] | None = None):
         self.name = name
         self._static = tuple(static_argnums)
         self._jitted = jax.jit(fn, static_argnums=self._static)
-        self._compiled: dict = {}  # entry path -> jax.stages.Compiled
+        self._options = dict(compiler_options or {})
+        self._compiled: dict = {}  # entry path, or (static, signature) without a cache folder -> jax.stages.Compiled
         self._static_keys: dict = {}  # static arguments -> pickled (None: uncacheable)
 
     def lower(self, *args) -> jax.stages.Lowered:
@@ -184,18 +187,33 @@ class PersistentProgram:
     def __call__(self, *args):
         folder = cache_folder()
         static = tuple(args[i] for i in self._static)
-        if folder is None:
-            return self._jitted(*args)
-        if static not in self._static_keys:
+        if folder is not None and static not in self._static_keys:
             self._static_keys[static] = key_bytes(static)
-        if self._static_keys[static] is None:
-            return self._jitted(*args)
+        if folder is None or self._static_keys[static] is None:
+            if not self._options:
+                return self._jitted(*args)
+            folder = None  # compiled with the options, kept in this process only
         dynamic = tuple(a for i, a in enumerate(args) if i not in self._static)
         tree, leaves = signature(dynamic)
-        path = entry_path(folder, self.name, self._static_keys[static], repr((str(tree), leaves)).encode())
-        if path not in self._compiled:
-            self._compiled[path] = self._load_or_compile(path, args)
-        return self._compiled[path](*dynamic)
+        if folder is None:
+            key = (static, tree, leaves)
+        else:
+            key = entry_path(folder, self.name, self._static_keys[static], repr((str(tree), leaves, sorted(self._options.items()))).encode())
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(args) if folder is None else self._load_or_compile(key, args)
+        return self._compiled[key](*dynamic)
+
+    def _compile(self, args: tuple) -> jax.stages.Compiled:
+        lowered = self._jitted.lower(*args)
+        if self._options:
+            try:
+                return lowered.compile(compiler_options=self._options)
+            except jax.errors.JaxRuntimeError as error:  # an option this jaxlib lacks or names otherwise
+                if "option" not in str(error):
+                    raise
+                warnings.warn(f"compiling {self.name} without {self._options}: {str(error).splitlines()[0]}")
+                self._options = {}
+        return lowered.compile()
 
     def _load_or_compile(self, path: Path, args: tuple) -> jax.stages.Compiled:
         what = f"the compiled {self.name}"
@@ -211,7 +229,7 @@ class PersistentProgram:
         # compiled afresh, not loaded from JAX's cache: on XLA:CPU an executable that was loaded
         # serializes without its kernels' code, and fails when run ("Function ... not found")
         with jax_config.enable_compilation_cache(False):
-            compiled = self._jitted.lower(*args).compile()
+            compiled = self._compile(args)
         # the devices it runs on, in its order (by default a loaded executable expects them all)
         device_ids = [d.id for d in compiled._executable.xla_executable.local_devices()]
         try:

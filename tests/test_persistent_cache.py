@@ -16,9 +16,10 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from hyv_jax.models.vae import CausalVideoVAE, VAEConfig
+from hyv_jax.nn.causal_conv import CPU_COMPILER_OPTIONS
 from hyv_jax.nn.mlp import gelu
 from hyv_jax.nn.params import abstract_module
-from hyv_jax.persistent_cache import key_bytes
+from hyv_jax.persistent_cache import PersistentProgram, key_bytes
 
 ROOT = Path(__file__).parents[1]
 
@@ -172,3 +173,28 @@ def test_a_write_clears_the_entries_of_other_sources_only(program):
     foreign.write_text("not an entry")
     traces, _, _ = run(layers=2)  # a new entry is written
     assert traces == 1 and not stale.exists() and kept.exists() and foreign.exists()
+
+
+def test_compiler_options_reach_every_compile_and_an_unknown_one_falls_back(monkeypatch):
+    """Also without a cache folder (the suite's case): the VAE's tiles compile with YNNPACK's
+    convolutions on CPU."""
+    seen = []
+    compile_ = jax.stages.Lowered.compile
+
+    def spy(self, compiler_options=None, **kwargs):
+        seen.append(compiler_options)
+        return compile_(self, compiler_options=compiler_options, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    config = VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_groups=4, latent_channels=4, spatial_ratio=2,
+                       temporal_ratio=2, dtype="float32", param_dtype="float32")
+    vae = CausalVideoVAE(config, rngs=nnx.Rngs(0))
+    latent = np.linspace(-1, 1, 2 * 3 * 3 * 4, dtype=np.float32).reshape(1, 2, 3, 3, 4)
+    decoded = vae.decode(latent)
+    assert seen == [CPU_COMPILER_OPTIONS]
+    np.testing.assert_allclose(decoded, jax.jit(lambda z: vae.decode_frames(z))(latent), rtol=0, atol=1e-5)
+
+    program = PersistentProgram(lambda x: x * 2, "test_options", compiler_options={"xla_cpu_no_such_option": "1"})
+    with pytest.warns(UserWarning, match="compiling test_options without .*xla_cpu_no_such_option"):
+        np.testing.assert_array_equal(program(np.arange(3.0, dtype=np.float32)), [0, 2, 4])
+    assert seen[-2:] == [{"xla_cpu_no_such_option": "1"}, None]

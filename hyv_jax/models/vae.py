@@ -20,7 +20,7 @@ from flax import nnx
 from hyv_jax.config_dataclass import from_mapping
 from hyv_jax.models.vae_blocks import DownBlock, MidBlock, UpBlock
 from hyv_jax.models.vae_tiling import TilePlan, Tiles, tiled_apply
-from hyv_jax.nn.causal_conv import CausalConv3d, Conv3d
+from hyv_jax.nn.causal_conv import CPU_COMPILER_OPTIONS, CausalConv3d, Conv3d
 from hyv_jax.nn.group_norm import GroupNorm
 from hyv_jax.persistent_cache import PersistentProgram
 
@@ -206,9 +206,10 @@ def _decode_frames(graphdef: nnx.GraphDef, state: nnx.State, latent: jax.Array) 
     return nnx.merge(graphdef, state).decode_frames(latent)
 
 
-# jitted over the split state, one program per tile shape, kept across processes
-ENCODE_TILE = PersistentProgram(_encode_moments, "vae_encode", static_argnums=(0,))
-DECODE_TILE = PersistentProgram(_decode_frames, "vae_decode", static_argnums=(0,))
+# jitted over the split state, one program per tile shape, kept across processes; on CPU their
+# convolutions run in YNNPACK (nn/causal_conv.py)
+ENCODE_TILE = PersistentProgram(_encode_moments, "vae_encode", static_argnums=(0,), compiler_options=CPU_COMPILER_OPTIONS)
+DECODE_TILE = PersistentProgram(_decode_frames, "vae_decode", static_argnums=(0,), compiler_options=CPU_COMPILER_OPTIONS)
 
 
 def split_moments(moments: jax.Array) -> tuple[jax.Array, jax.Array]:

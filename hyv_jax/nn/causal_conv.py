@@ -8,8 +8,6 @@ single frame encodes the same alone as at the start of a video.
 
 import contextlib
 import contextvars
-import functools
-import math
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -55,69 +53,24 @@ def _conv3d_frame_taps(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, 
     return out.reshape(b, frames, *out.shape[1:])
 
 
-def _winograd_in(d0, d1, d2, d3):
-    """B^T d of Winograd's F(2, 3) along one axis: 4 overlapping inputs -> 4 transformed points."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
-
-
-def _winograd_out(m0, m1, m2, m3):
-    """A^T m of F(2, 3): 4 products -> 2 outputs."""
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
-@functools.partial(jax.jit, static_argnums=2)  # traced once per shape: a decoder repeats its shapes
-def _conv3d_winograd(x: jax.Array, kernel: jax.Array, time_stride: int) -> jax.Array:
-    """A (kt, 3, 3) kernel with space stride 1 as Winograd's F(2x2, 3x3) over (H, W): every 2x2
-    output block is 16 products of transformed 4x4 input tiles with the transformed kernel, so
-    the multiplies per output drop from 9 to 4 per time tap, and those products are plain
-    matmuls over channels, one per transformed point and time tap (time taps summed in the
-    transformed domain). The 16 points stay separate arrays: stacking them cost a third of the
-    time on XLA:CPU (bench/conv3d_forms.py). The transforms only add, subtract and halve, so
-    float32 results stay within ~1e-6 of the direct convolution."""
-    b, t, h, w, c = x.shape
-    kt = kernel.shape[0]
-    frames, ho, wo = (t - kt) // time_stride + 1, h - 2, w - 2
-    nh, nw = -(-ho // 2), -(-wo // 2)  # output blocks; odd sizes padded, then cropped
-    x = jnp.pad(x, ((0, 0), (0, 0), (0, 2 * nh + 2 - h), (0, 2 * nw + 2 - w), (0, 0)))
-    rows = _winograd_in(*(x[:, :, i:i + 2 * nh:2] for i in range(4)))
-    tiles = [v for r in rows for v in _winograd_in(*(r[:, :, :, j:j + 2 * nw:2] for j in range(4)))]  # point 4a + b
-    g = jnp.asarray([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], kernel.dtype)
-    u = jnp.einsum("ai,tijco,bj->abtco", g, kernel, g).reshape(16, kt, c, -1)
-    products = [sum(jax.lax.slice_in_dim(tile, tap, tap + time_stride * (frames - 1) + 1, time_stride, axis=1) @ u[p, tap]
-                    for tap in range(kt))
-                for p, tile in enumerate(tiles)]
-    columns = [_winograd_out(*(products[4 * a + col] for a in range(4))) for col in range(4)]
-    blocks = [_winograd_out(*(columns[col][i] for col in range(4))) for i in range(2)]  # blocks[i][j]: output (2r+i, 2s+j)
-    y = jnp.stack([jnp.stack(row, axis=-2) for row in blocks], axis=3)  # (b, frames, nh, 2, nw, 2, co)
-    return y.reshape(b, frames, 2 * nh, 2 * nw, -1)[:, :, :ho, :wo]
-
-
-# Below this many multiply-adds (~10 ms of CPU work) a convolution keeps the per-tap form: the
-# Winograd form is ~250 operations to trace and lower, which a small VAE (the tiny default's)
-# paid on every run for nothing.
-WINOGRAD_MIN_MACS = 2**30
-
-
-def _conv3d_cpu(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int]) -> jax.Array:
-    b, t, h, w, c = x.shape
-    frames = (t - kernel.shape[0]) // stride[0] + 1
-    macs = b * frames * (h - 2) * (w - 2) * math.prod(kernel.shape[:3]) * c * kernel.shape[-1]
-    if kernel.shape[1:3] == (3, 3) and stride[1:] == (1, 1) and macs >= WINOGRAD_MIN_MACS:
-        return _conv3d_winograd(x, kernel, stride[0])
-    return _conv3d_frame_taps(x, kernel, stride)
+# XLA:CPU's own 2D convolution is slow at the VAE's channel counts (0.2-0.4x torch's oneDNN);
+# compiled with these options it hands each one to YNNPACK: at 19x194x258x32 the per-tap form
+# takes 0.44 s against 2.46 s without them, 0.96 s as Winograd F(2x2, 3x3) matmuls and 0.41 s
+# in torch (bench/conv3d_forms.py). The VAE's programs compile with them (models/vae.py).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def conv3d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int] = (1, 1, 1)) -> jax.Array:
     """Valid 3D convolution, NDHWC x DHWIO -> NDHWC, formulated per backend (chosen when the
     program is lowered): on CPU XLA's 3D convolution is several times slower than torch's at
-    the VAE's shapes (bench/conv3d_forms.py), so there large 3x3 kernels run as Winograd
-    F(2x2, 3x3) matmuls and small or strided ones as 2D convolutions per time tap; GPU and TPU
-    keep the single 3D convolution their compilers tile directly. A 1x1x1 kernel is a matmul everywhere."""
+    the VAE's shapes (bench/conv3d_forms.py), so there it runs as 2D convolutions per time tap,
+    which programs compiled with CPU_COMPILER_OPTIONS hand to YNNPACK; GPU and TPU keep the
+    single 3D convolution their compilers tile directly. A 1x1x1 kernel is a matmul everywhere."""
     if kernel.shape[:3] == (1, 1, 1):
         return jnp.einsum("bthwc,co->bthwo", x[:, :: stride[0], :: stride[1], :: stride[2]], kernel[0, 0, 0])
     if _ACCELERATOR_FORM.get():
         return _conv3d_direct(x, kernel, stride)
-    return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _conv3d_cpu(x, k, stride),
+    return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _conv3d_frame_taps(x, k, stride),
                                       default=lambda x, k: _conv3d_direct(x, k, stride))
 
 
