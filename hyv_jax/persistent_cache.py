@@ -164,20 +164,29 @@ def persistent_value(name: str, inputs: Sequence, make: Callable[[], T]) -> T:
     return value
 
 
+def _platform(args: tuple) -> str:
+    """The platform of the first argument placed on a device, else JAX's default backend's."""
+    for leaf in jax.tree.leaves(args):
+        if isinstance(leaf, jax.Array):
+            return next(iter(leaf.sharding.device_set)).platform
+    return jax.default_backend()
+
+
 class PersistentProgram:
     """`jax.jit(fn, static_argnums=...)` whose executables a later process loads without
     tracing or lowering. Call it like the jitted function; `lower` is the jitted one's. `fn`
     may read only its arguments and module-level code (keyed through the sources): anything
     else that shapes the program (a model's graph, a policy, a plan) must be a static
     argument, or a later process would load a program traced from other values.
-    `compiler_options` (XLA debug options, e.g. nn/causal_conv.CPU_COMPILER_OPTIONS) go to
-    every compile of it; a jaxlib that does not know one compiles without them, with a warning."""
+    `compiler_options` ({platform: XLA debug options}, e.g. {"cpu":
+    nn/causal_conv.CPU_COMPILER_OPTIONS}) go to every compile of it for arguments on that
+    platform; a jaxlib that does not know one compiles without them, with a warning."""
 
-    def __init__(self, fn: Callable, name: str, static_argnums: Sequence[int] = (), compiler_options: Mapping[str, str] | None = None):
+    def __init__(self, fn: Callable, name: str, static_argnums: Sequence[int] = (), compiler_options: Mapping[str, Mapping[str, str]] | None = None):
         self.name = name
         self._static = tuple(static_argnums)
         self._jitted = jax.jit(fn, static_argnums=self._static)
-        self._options = dict(compiler_options or {})
+        self._options = {platform: dict(options) for platform, options in (compiler_options or {}).items()}
         self._compiled: dict = {}  # entry path, or (static, signature) without a cache folder -> jax.stages.Compiled
         self._static_keys: dict = {}  # static arguments -> pickled (None: uncacheable)
 
@@ -189,33 +198,35 @@ class PersistentProgram:
         static = tuple(args[i] for i in self._static)
         if folder is not None and static not in self._static_keys:
             self._static_keys[static] = key_bytes(static)
+        dynamic = tuple(a for i, a in enumerate(args) if i not in self._static)
+        platform = _platform(dynamic)
         if folder is None or self._static_keys[static] is None:
-            if not self._options:
+            if not self._options.get(platform):
                 return self._jitted(*args)
             folder = None  # compiled with the options, kept in this process only
-        dynamic = tuple(a for i, a in enumerate(args) if i not in self._static)
         tree, leaves = signature(dynamic)
+        options = sorted(self._options.get(platform, {}).items())
         if folder is None:
             key = (static, tree, leaves)
         else:
-            key = entry_path(folder, self.name, self._static_keys[static], repr((str(tree), leaves, sorted(self._options.items()))).encode())
+            key = entry_path(folder, self.name, self._static_keys[static], repr((str(tree), leaves, options)).encode())
         if key not in self._compiled:
-            self._compiled[key] = self._compile(args) if folder is None else self._load_or_compile(key, args)
+            self._compiled[key] = self._compile(args, platform) if folder is None else self._load_or_compile(key, args, platform)
         return self._compiled[key](*dynamic)
 
-    def _compile(self, args: tuple) -> jax.stages.Compiled:
+    def _compile(self, args: tuple, platform: str) -> jax.stages.Compiled:
         lowered = self._jitted.lower(*args)
-        if self._options:
+        if options := self._options.get(platform):
             try:
-                return lowered.compile(compiler_options=self._options)
+                return lowered.compile(compiler_options=options)
             except jax.errors.JaxRuntimeError as error:  # an option this jaxlib lacks or names otherwise
                 if "option" not in str(error):
                     raise
-                warnings.warn(f"compiling {self.name} without {self._options}: {str(error).splitlines()[0]}")
-                self._options = {}
+                warnings.warn(f"compiling {self.name} without {options}: {str(error).splitlines()[0]}")
+                del self._options[platform]
         return lowered.compile()
 
-    def _load_or_compile(self, path: Path, args: tuple) -> jax.stages.Compiled:
+    def _load_or_compile(self, path: Path, args: tuple, platform: str) -> jax.stages.Compiled:
         what = f"the compiled {self.name}"
         stored = _read(path, what)
         if stored is not None:
@@ -229,7 +240,7 @@ class PersistentProgram:
         # compiled afresh, not loaded from JAX's cache: on XLA:CPU an executable that was loaded
         # serializes without its kernels' code, and fails when run ("Function ... not found")
         with jax_config.enable_compilation_cache(False):
-            compiled = self._compile(args)
+            compiled = self._compile(args, platform)
         # the devices it runs on, in its order (by default a loaded executable expects them all)
         device_ids = [d.id for d in compiled._executable.xla_executable.local_devices()]
         try:

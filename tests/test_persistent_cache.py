@@ -194,7 +194,10 @@ def test_compiler_options_reach_every_compile_and_an_unknown_one_falls_back(monk
     assert seen == [CPU_COMPILER_OPTIONS]
     np.testing.assert_allclose(decoded, jax.jit(lambda z: vae.decode_frames(z))(latent), rtol=0, atol=1e-5)
 
-    program = PersistentProgram(lambda x: x * 2, "test_options", compiler_options={"xla_cpu_no_such_option": "1"})
+    program = PersistentProgram(lambda x: x * 2, "test_options", compiler_options={"cpu": {"xla_cpu_no_such_option": "1"}})
     with pytest.warns(UserWarning, match="compiling test_options without .*xla_cpu_no_such_option"):
         np.testing.assert_array_equal(program(np.arange(3.0, dtype=np.float32)), [0, 2, 4])
     assert seen[-2:] == [{"xla_cpu_no_such_option": "1"}, None]
+    elsewhere = PersistentProgram(lambda x: x * 2, "test_options", compiler_options={"gpu": {"xla_gpu_no_such_option": "1"}})
+    elsewhere(np.arange(3.0, dtype=np.float32))  # arguments on the CPU: no GPU option is passed
+    assert len(seen) == 3

@@ -208,8 +208,8 @@ def _decode_frames(graphdef: nnx.GraphDef, state: nnx.State, latent: jax.Array) 
 
 # jitted over the split state, one program per tile shape, kept across processes; on CPU their
 # convolutions run in YNNPACK (nn/causal_conv.py)
-ENCODE_TILE = PersistentProgram(_encode_moments, "vae_encode", static_argnums=(0,), compiler_options=CPU_COMPILER_OPTIONS)
-DECODE_TILE = PersistentProgram(_decode_frames, "vae_decode", static_argnums=(0,), compiler_options=CPU_COMPILER_OPTIONS)
+ENCODE_TILE = PersistentProgram(_encode_moments, "vae_encode", static_argnums=(0,), compiler_options={"cpu": CPU_COMPILER_OPTIONS})
+DECODE_TILE = PersistentProgram(_decode_frames, "vae_decode", static_argnums=(0,), compiler_options={"cpu": CPU_COMPILER_OPTIONS})
 
 
 def split_moments(moments: jax.Array) -> tuple[jax.Array, jax.Array]:
