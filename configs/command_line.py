@@ -56,7 +56,7 @@ def run_command(main: Callable[[list[str]], T], argv: Sequence[str] | None, prog
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the one place every error becomes one line
         print(error_line(program, error), file=sys.stderr)
         raise SystemExit(1) from None
 

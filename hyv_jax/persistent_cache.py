@@ -57,9 +57,8 @@ def environment_key() -> bytes:
     nn/causal_conv.accelerator_form); read at each call, as any of them may change."""
     devices = [(d.id, d.platform, d.device_kind, d.process_index) for d in jax.devices()]
     config = sorted((k, repr(v)) for k, v in jax.config.values.items())
-    context = sorted((var.name, repr(value)) for var, value in contextvars.copy_context().items())
     return repr((FORMAT, jax.__version__, jaxlib.__version__, flax.__version__, jax.devices()[0].client.platform_version,
-                 devices, os.environ.get("XLA_FLAGS", ""), config, context, sources_digest())).encode()
+                 devices, os.environ.get("XLA_FLAGS", ""), config, _context(), sources_digest())).encode()
 
 
 def _device(platform: str, device_id: int):
@@ -97,9 +96,18 @@ def _pickled(value) -> bytes | None:
 
 
 def signature(args: tuple) -> tuple:
-    """Structure, avals (weak types marked ~) and shardings of a call's arguments."""
+    """(structure, avals, shardings) of a call's arguments, hashable."""
     leaves, tree = jax.tree.flatten(args)
-    return tree, tuple(f"{jax.typeof(leaf)}@{getattr(leaf, 'sharding', None)!r}" for leaf in leaves)
+    return tree, tuple(jax.typeof(leaf) for leaf in leaves), tuple(getattr(leaf, "sharding", None) for leaf in leaves)
+
+
+def _signature_text(signature: tuple) -> str:
+    tree, avals, shardings = signature
+    return repr((str(tree), [f"{aval}@{sharding!r}" for aval, sharding in zip(avals, shardings)]))  # str marks weak types ~
+
+
+def _context() -> tuple:
+    return tuple(sorted((var.name, repr(value)) for var, value in contextvars.copy_context().items()))
 
 
 def cache_folder() -> Path | None:
@@ -164,55 +172,61 @@ def persistent_value(name: str, inputs: Sequence, make: Callable[[], T]) -> T:
     return value
 
 
-def _platform(args: tuple) -> str:
+def _platform(shardings: Sequence) -> str:
     """The platform of the first argument placed on a device, else JAX's default backend's."""
-    for leaf in jax.tree.leaves(args):
-        if isinstance(leaf, jax.Array):
-            return next(iter(leaf.sharding.device_set)).platform
+    for sharding in shardings:
+        if isinstance(sharding, jax.sharding.Sharding):
+            return next(iter(sharding.device_set)).platform
     return jax.default_backend()
 
 
 class PersistentProgram:
     """`jax.jit(fn, static_argnums=...)` whose executables a later process loads without
     tracing or lowering. Call it like the jitted function; `lower` is the jitted one's. `fn`
-    may read only its arguments and module-level code (keyed through the sources): anything
-    else that shapes the program (a model's graph, a policy, a plan) must be a static
-    argument, or a later process would load a program traced from other values.
-    `compiler_options` ({platform: XLA debug options}, e.g. {"cpu":
-    nn/causal_conv.CPU_COMPILER_OPTIONS}) go to every compile of it for arguments on that
-    platform; a jaxlib that does not know one compiles without them, with a warning."""
+    may read only its arguments, `bound` and module-level code (keyed through the sources):
+    whatever else shapes the program (a model's graph, a policy, a plan) must be a static
+    argument or in `bound` (values fn already holds, keyed without being hashed at each call:
+    a denoising step's graph), or a later process would load a program traced from other
+    values. Within a process a program is found by its arguments' signature and the context
+    variables, as jax.jit finds its traces. `compiler_options` ({platform: XLA debug options},
+    e.g. {"cpu": nn/causal_conv.CPU_COMPILER_OPTIONS}) go to every compile of it for arguments
+    on that platform; a jaxlib that does not know one compiles without them, with a warning."""
 
-    def __init__(self, fn: Callable, name: str, static_argnums: Sequence[int] = (), compiler_options: Mapping[str, Mapping[str, str]] | None = None):
+    def __init__(self, fn: Callable, name: str, static_argnums: Sequence[int] = (),
+                 compiler_options: Mapping[str, Mapping[str, str]] | None = None, bound: Sequence = ()):
         self.name = name
         self._static = tuple(static_argnums)
+        self._bound = tuple(bound)
         self._jitted = jax.jit(fn, static_argnums=self._static)
         self._options = {platform: dict(options) for platform, options in (compiler_options or {}).items()}
-        self._compiled: dict = {}  # entry path, or (static, signature) without a cache folder -> jax.stages.Compiled
-        self._static_keys: dict = {}  # static arguments -> pickled (None: uncacheable)
+        self._compiled: dict = {}  # (static arguments, signature, context) -> Compiled, or None: the plain jitted call
 
     def lower(self, *args) -> jax.stages.Lowered:
         return self._jitted.lower(*args)
 
     def __call__(self, *args):
         folder = cache_folder()
+        if folder is None and not self._options:
+            return self._jitted(*args)
         static = tuple(args[i] for i in self._static)
-        if folder is not None and static not in self._static_keys:
-            self._static_keys[static] = key_bytes(static)
         dynamic = tuple(a for i, a in enumerate(args) if i not in self._static)
-        platform = _platform(dynamic)
-        if folder is None or self._static_keys[static] is None:
-            if not self._options.get(platform):
-                return self._jitted(*args)
-            folder = None  # compiled with the options, kept in this process only
-        tree, leaves = signature(dynamic)
+        call = (static, signature(dynamic), _context())
+        if call not in self._compiled:
+            self._compiled[call] = self._program(folder, args, static, call[1])
+        compiled = self._compiled[call]
+        return self._jitted(*args) if compiled is None else compiled(*dynamic)
+
+    def _program(self, folder: Path | None, args: tuple, static: tuple, signature: tuple) -> jax.stages.Compiled | None:
+        """The executable for a new signature: loaded or compiled and stored; compiled with the
+        platform's options when it cannot be kept (no folder, an uncacheable static argument);
+        None when neither applies."""
+        platform = _platform(signature[2])
         options = sorted(self._options.get(platform, {}).items())
-        if folder is None:
-            key = (static, tree, leaves)
-        else:
-            key = entry_path(folder, self.name, self._static_keys[static], repr((str(tree), leaves, options)).encode())
-        if key not in self._compiled:
-            self._compiled[key] = self._compile(args, platform) if folder is None else self._load_or_compile(key, args, platform)
-        return self._compiled[key](*dynamic)
+        key = None if folder is None else key_bytes((self._bound, static))
+        if key is None:
+            return self._compile(args, platform) if options else None
+        path = entry_path(folder, self.name, key, _signature_text(signature).encode() + repr(options).encode())
+        return self._load_or_compile(path, args, platform)
 
     def _compile(self, args: tuple, platform: str) -> jax.stages.Compiled:
         lowered = self._jitted.lower(*args)

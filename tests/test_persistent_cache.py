@@ -26,7 +26,7 @@ ROOT = Path(__file__).parents[1]
 # a program with fusions (XLA:CPU compiles each to a kernel of its own), a static config and a
 # trace-time switch; prints its traces and result
 PROGRAM = textwrap.dedent("""
-    import contextvars, dataclasses, sys
+    import contextvars, dataclasses, functools, os, sys
     import jax, jax.numpy as jnp, numpy as np
     from hyv_jax.persistent_cache import PersistentProgram
 
@@ -53,7 +53,10 @@ PROGRAM = textwrap.dedent("""
         x = np.linspace(-1, 1, size * 16, dtype=np.float32).reshape(size, 16)
         w = np.linspace(-0.5, 0.5, 256, dtype=np.float32).reshape(16, 16)
         SWITCH.set(switch)
-        y, finite = NET(Config(layers), x, w)
+        if os.environ.get("TEST_BOUND"):  # the config held by the function, as a denoising step holds its graph
+            y, finite = PersistentProgram(functools.partial(net, Config(layers)), "test_net", bound=(Config(layers),))(x, w)
+        else:
+            y, finite = NET(Config(layers), x, w)
         np.save(sys.argv[5], np.asarray(y))
         print("traces", traces)
 """)
@@ -88,6 +91,18 @@ def test_a_later_process_loads_the_program_untraced_and_gets_the_same_result(pro
     assert traces == 0  # loaded: neither traced nor lowered
     np.testing.assert_array_equal(again, first)
     assert len(entries(folder)) == 1
+
+
+def test_bound_values_key_the_program_like_static_arguments(program):
+    run, folder = program
+    bound = {"TEST_BOUND": "1"}
+    traces, first, _ = run(env=bound)
+    assert traces == 1
+    traces, again, _ = run(env=bound)
+    assert traces == 0
+    np.testing.assert_array_equal(again, first)
+    traces, other, _ = run(layers=2, env=bound)
+    assert traces == 1 and not np.array_equal(other, first) and len(entries(folder)) == 2
 
 
 def test_another_static_argument_switch_or_shape_is_another_entry(program):

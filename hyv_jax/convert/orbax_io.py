@@ -154,7 +154,7 @@ def stored_shapes(directory: str | Path) -> dict[tuple[str, ...], tuple[int, ...
     params = Path(directory).absolute() / PARAMS_DIR
     try:
         tree = ocp.StandardCheckpointer().metadata(params).item_metadata.tree
-    except Exception as error:
+    except Exception as error:  # Orbax raises several types for a missing or damaged folder
         raise _read_error(params, error) from error
     return {p: tuple(m.shape) for p, m in flat_params(tree).items()}
 
@@ -195,7 +195,7 @@ def restore_params(directory: str | Path, shapes: Mapping[tuple[str, ...], tuple
         try:
             with ocp.PyTreeCheckpointer() as checkpointer:
                 host = flat_params(checkpointer.restore(params))
-        except Exception as error:
+        except Exception as error:  # Orbax raises several types for a damaged folder
             raise _read_error(params, error) from error
         _check_fit(directory, shapes, {p: np.shape(a) for p, a in host.items()}, hint)
         paths = list(shapes)

@@ -106,33 +106,33 @@ class CompiledStep:
 
     def __init__(self, graphdef: nnx.GraphDef, policy: VelocityPolicy, parallel: ParallelPlan | None = None):
         self.traces = 0
-        self._static = (graphdef, policy, parallel)
         self._executables: dict = {}  # multi-process: input signature -> compiled step
 
-        def step(graphdef, policy, parallel, state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
+        def step(state, latents, t, sigma, sigma_next, conditions, carry, ip_scale):
             self.traces += 1
             latents, carry = denoise_step(nnx.merge(graphdef, state), policy, parallel, latents, t, sigma, sigma_next,
                                           conditions, carry, ip_scale)
             return latents, carry, jnp.isfinite(latents).all()
 
-        # single-process runs with the compilation cache on load it in later processes untraced
-        self._program = PersistentProgram(step, "denoise_step", static_argnums=(0, 1, 2))
+        # single-process runs with the compilation cache on load it in later processes untraced;
+        # the graph, policy and plan key it once, not hashed at every step
+        self._program = PersistentProgram(step, "denoise_step", bound=(graphdef, policy, parallel))
 
     def __call__(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry, ip_scale=np.float32(0.0)):
         """-> (latents, carry, all latents finite). ip_scale: the image-CFG scale of this step
         (read with a 3B conditions batch only)."""
         args = (state, latents, t, sigma, sigma_next, conditions, carry, np.float32(ip_scale))
         if jax.process_count() == 1:
-            return self._program(*self._static, *args)
+            return self._program(*args)
         key = signature(args)
         if key not in self._executables:
-            self._executables[key] = self._program.lower(*self._static, *args).compile()
+            self._executables[key] = self._program.lower(*args).compile()
             barrier("compiled denoising step")
         return self._executables[key](*args)
 
     def lower(self, state, latents, t, sigma, sigma_next, conditions: StepConditions, carry) -> jax.stages.Lowered:
         """The step lowered for these (abstract or real) arguments, for memory plans."""
-        return self._program.lower(*self._static, state, latents, t, sigma, sigma_next, conditions, carry, np.float32(0.0))
+        return self._program.lower(state, latents, t, sigma, sigma_next, conditions, carry, np.float32(0.0))
 
 
 def denoise(step: CompiledStep, state, noise: jax.Array, schedule: FlowSchedule, conditions: StepConditions, carry=(), *,
