@@ -13,6 +13,7 @@ from flax import nnx
 from hyv_jax.nn.causal_conv import CausalConv3d
 from hyv_jax.nn.dense import Dense
 from hyv_jax.nn.group_norm import GroupNorm
+from hyv_jax.nn.upsampled_conv import upsampled_causal_conv3d
 
 
 class ResnetBlock(nnx.Module):
@@ -47,17 +48,15 @@ class Downsample(nnx.Module):
 
 class Upsample(nnx.Module):
     """Nearest upsampling by `factor` (ft, fh, fw), then a causal conv. The first frame is only
-    upsampled in space, so T -> 1 + ft(T-1): the inverse of the causal downsampler."""
+    upsampled in space, so T -> 1 + ft(T-1): the inverse of the causal downsampler. Computed in
+    one (nn/upsampled_conv.py): on CPU without materialising the upsampled video."""
 
     def __init__(self, channels: int, factor: tuple[int, int, int], *, dtype, param_dtype, rngs: nnx.Rngs):
         self.factor = tuple(factor)
         self.conv = CausalConv3d(channels, channels, 3, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        ft, fh, fw = self.factor
-        x = jnp.repeat(jnp.repeat(x, fh, axis=2), fw, axis=3)
-        x = jnp.concatenate([x[:, :1], jnp.repeat(x[:, 1:], ft, axis=1)], axis=1)
-        return self.conv(x)
+        return self.conv.conv.apply(lambda x, k: upsampled_causal_conv3d(x, k, self.factor), x)
 
 
 def frame_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, frame_tokens: int) -> jax.Array:
