@@ -54,7 +54,7 @@ def sources_digest() -> str:
 def environment_key() -> bytes:
     """What decides an entry besides its own inputs: versions, devices, flags, JAX's config and
     the context variables set around the call (trace-time switches such as
-    nn/causal_conv.accelerator_form); read at each call, as any of them may change."""
+    nn/backend_form.accelerator_form); read at each call, as any of them may change."""
     devices = [(d.id, d.platform, d.device_kind, d.process_index) for d in jax.devices()]
     config = sorted((k, repr(v)) for k, v in jax.config.values.items())
     return repr((FORMAT, jax.__version__, jaxlib.__version__, flax.__version__, jax.devices()[0].client.platform_version,

@@ -6,32 +6,17 @@ first frame in front and space by replication, so frame t never sees frames afte
 single frame encodes the same alone as at the start of a video.
 """
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hyv_jax.nn.backend_form import per_backend
 from hyv_jax.nn.params import fan_in_normal, make_param, zeros
 
 CONV_AXES = ("conv_t", "conv_h", "conv_w", "channels", "channels_out")
-_ACCELERATOR_FORM = contextvars.ContextVar("accelerator_form", default=False)
-
-
-@contextlib.contextmanager
-def accelerator_form() -> Iterator[None]:
-    """Programs traced inside use the GPU/TPU formulation on every backend: a memory plan
-    compiled on a CPU host then holds the buffers the accelerator would (hyv_jax/sampling/memory_plan.py)."""
-    token = _ACCELERATOR_FORM.set(True)
-    try:
-        yield
-    finally:
-        _ACCELERATOR_FORM.reset(token)
-
-
 def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
     return (v, v, v) if isinstance(v, int) else tuple(v)
 
@@ -80,14 +65,6 @@ def _causal_conv3d_stacked_taps(x: jax.Array, kernel: jax.Array, stride: tuple[i
     head = [sum(y[:, max(f + d - last, 0), ..., d, :] for d in range(kt)) for f in range(min(last, t))]
     rest = [sum(y[:, d : t - last + d, ..., d, :] for d in range(kt))] if t > last else []
     return jnp.concatenate(([jnp.stack(head, axis=1)] if head else []) + rest, axis=1)
-
-
-def per_backend(*operands: jax.Array, cpu: Callable, default: Callable) -> jax.Array:
-    """`cpu`(*operands) in programs lowered for the CPU, `default`(*operands) for GPU and TPU
-    and inside accelerator_form()."""
-    if _ACCELERATOR_FORM.get():
-        return default(*operands)
-    return jax.lax.platform_dependent(*operands, cpu=cpu, default=default)
 
 
 def replicate_pad_space(x: jax.Array, p: int) -> jax.Array:

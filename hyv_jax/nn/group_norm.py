@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hyv_jax.nn.backend_form import per_backend
 from hyv_jax.nn.params import make_param, ones, zeros
 
 # XLA:CPU sums a (rows, C) array over its rows one narrow column at a time when C is small (the
@@ -22,7 +23,7 @@ def _channel_sums_cpu(x: jax.Array) -> jax.Array:
 
 
 def _channel_sums(x: jax.Array) -> jax.Array:
-    return jax.lax.platform_dependent(x, cpu=_channel_sums_cpu, default=lambda x: x.sum(1))
+    return per_backend(x, cpu=_channel_sums_cpu, default=lambda x: x.sum(1))
 
 
 class GroupNorm(nnx.Module):

@@ -17,7 +17,8 @@ import itertools
 import jax
 import jax.numpy as jnp
 
-from hyv_jax.nn.causal_conv import conv3d, per_backend, replicate_pad_space
+from hyv_jax.nn.backend_form import per_backend
+from hyv_jax.nn.causal_conv import conv3d, replicate_pad_space
 
 # per factor, the phases of one spatial axis: (first row read in the input padded by one,
 # the original taps each of the phase's taps sums)

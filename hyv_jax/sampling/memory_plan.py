@@ -40,7 +40,7 @@ from hyv_jax.models.text.llama import LlamaConfig
 from hyv_jax.models.transformer import TransformerConfig
 from hyv_jax.models.vae import VAEConfig
 from hyv_jax.models.vae_tiling import UNTILED, tiled_apply
-from hyv_jax.nn.causal_conv import accelerator_form
+from hyv_jax.nn.backend_form import accelerator_form
 from hyv_jax.parallel.plan import ParallelPlan, local_mesh
 from hyv_jax.sampling.denoise import CompiledStep, FullModel, StepConditions
 from hyv_jax.sampling.first_block_cache import FirstBlockCache
@@ -263,7 +263,7 @@ def decode_parts(vc: VAEConfig, options: SamplingOptions) -> list[Part]:
                                                                       vc.latent_channels, vc.temporal_ratio, vc.spatial_ratio)), dtype)
     video = jax.eval_shape(lambda z: tiled_apply(record, z, vc.decode_plan() if options.vae_tiling else UNTILED), latents)
     tile = max(tiles, key=math.prod)
-    with accelerator_form():  # the 3D convolutions as a GPU/TPU runs them, not as 2D taps on CPU (nn/causal_conv.py)
+    with accelerator_form():  # the 3D convolutions as a GPU/TPU runs them, not as 2D taps on CPU (nn/backend_form.py)
         program = jax.jit(lambda s, z: nnx.merge(graphdef, s).decode_frames(z)).lower(
             placed_state, jax.ShapeDtypeStruct(tile, dtype, sharding=_replicated(None))).compile(
             compiler_options=CHEAP_CODEGEN if _standin() else None)

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hyv_jax.nn.backend_form import accelerator_form
 from hyv_jax.nn.causal_conv import (
     CPU_COMPILER_OPTIONS,
     _conv3d_direct,
     _pad_time,
-    accelerator_form,
     conv3d,
     replicate_pad_space,
 )

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hyv_jax.nn.causal_conv import CPU_COMPILER_OPTIONS, _conv3d_direct, accelerator_form
+from hyv_jax.nn.backend_form import accelerator_form
+from hyv_jax.nn.causal_conv import CPU_COMPILER_OPTIONS, _conv3d_direct
 from hyv_jax.nn.upsampled_conv import upsampled_causal_conv3d
 
 
