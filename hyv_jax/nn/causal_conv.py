@@ -17,6 +17,8 @@ from hyv_jax.nn.backend_form import per_backend
 from hyv_jax.nn.params import fan_in_normal, make_param, zeros
 
 CONV_AXES = ("conv_t", "conv_h", "conv_w", "channels", "channels_out")
+
+
 def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
     return (v, v, v) if isinstance(v, int) else tuple(v)
 
@@ -30,7 +32,7 @@ def _conv3d_direct(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int]
     return jax.lax.conv_general_dilated(x, kernel, stride, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
 
 
-def _conv2d_frames(x: jax.Array, kernel: jax.Array, stride: tuple[int, int]) -> jax.Array:
+def conv2d_frames(x: jax.Array, kernel: jax.Array, stride: tuple[int, int]) -> jax.Array:
     """A 2D convolution of every frame of (B, T, H, W, C) `x` (frames folded into the batch)."""
     y = jax.lax.conv_general_dilated(x.reshape(-1, *x.shape[2:]), kernel, stride, "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y.reshape(*x.shape[:2], *y.shape[1:])
@@ -43,7 +45,7 @@ def _conv3d_frame_taps(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, 
     frames = (x.shape[1] - kt) // st + 1
     out = None
     for tap in range(kt):
-        y = _conv2d_frames(jax.lax.slice_in_dim(x, tap, tap + st * (frames - 1) + 1, st, axis=1), kernel[tap], stride[1:])
+        y = conv2d_frames(jax.lax.slice_in_dim(x, tap, tap + st * (frames - 1) + 1, st, axis=1), kernel[tap], stride[1:])
         out = y if out is None else out + y
     return out
 
@@ -53,11 +55,11 @@ def _causal_conv3d_stacked_taps(x: jax.Array, kernel: jax.Array, stride: tuple[i
     convolution of every input frame with the kt taps' kernels stacked along the output
     channels, the tap outputs then summed at their time offsets, frame 0's standing in for the
     padding frames. Same arithmetic as per-tap convolutions of the padded input, without
-    copying the input once per tap, and one larger matmul for YNNPACK: 1.0-1.2x torch's
-    conv3d at the VAE's tile shapes where the per-tap form is 0.6-0.9x (bench/conv3d_forms.py)."""
+    copying the input once per tap, and one larger matmul for YNNPACK: 0.97-1.19x torch's
+    conv3d at the decoder's shapes where the per-tap form is 0.73-0.97x (bench/conv3d_forms.py)."""
     kt, kh, kw, cin, cout = kernel.shape
     stacked = kernel.transpose(1, 2, 3, 0, 4).reshape(kh, kw, cin, kt * cout)
-    y = _conv2d_frames(x, stacked, stride)
+    y = conv2d_frames(x, stacked, stride)
     y = y.reshape(*y.shape[:-1], kt, cout)
     # tap d of output frame f reads input frame f + d - (kt - 1), frame 0 before the start; the
     # frames past the padding as one sum of slices, which XLA fuses into a single pass

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from hyv_jax.nn.backend_form import per_backend
-from hyv_jax.nn.causal_conv import conv3d, replicate_pad_space
+from hyv_jax.nn.causal_conv import conv2d_frames, conv3d, replicate_pad_space
 
 # per factor, the phases of one spatial axis: (first row read in the input padded by one,
 # the original taps each of the phase's taps sums)
@@ -71,6 +71,7 @@ def upsampled_causal_conv3d(x: jax.Array, kernel: jax.Array, factor: tuple[int, 
 
 
 def _phases(x: jax.Array, kernel: jax.Array, factor: tuple[int, int, int]) -> jax.Array:
+    """upsampled_causal_conv3d's CPU form: one 2D convolution per spatial output phase."""
     ft, fh, fw = factor
     b, t, h, w, c = x.shape
     groups = _TIME_GROUPS[ft]
@@ -80,8 +81,7 @@ def _phases(x: jax.Array, kernel: jax.Array, factor: tuple[int, int, int]) -> ja
     phases = []
     for (row, rows), (col, cols) in itertools.product(_SPACE_PHASES[fh], _SPACE_PHASES[fw]):
         window = xp[:, :, row : row + h + len(rows) - 1, col : col + w + len(cols) - 1]
-        y = jax.lax.conv_general_dilated(window.reshape(b * t, *window.shape[2:]), _phase_kernel(kernel, groups, rows, cols),
-                                         (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = conv2d_frames(window, _phase_kernel(kernel, groups, rows, cols), (1, 1))
         # (B, T, h, w, ft, O): output frames ft j - ft + 1 .. ft j, in order
         phases.append(y.reshape(b, t, h, w, ft, -1))
     out = jnp.stack(phases, axis=-2).reshape(b, t, h, w, ft, fh, fw, -1)
