@@ -39,13 +39,13 @@ from hyv_jax.nn.causal_conv import (  # noqa: E402
     _causal_conv3d_stacked_taps,
     _conv3d_direct,
     _conv3d_frame_taps,
-    _pad_time,
+    pad_time,
 )
 from hyv_jax.nn.upsampled_conv import _phases, nearest_upsample  # noqa: E402
 
 
 def _per_tap(x, k):
-    return _conv3d_frame_taps(_pad_time(x, 2), k, (1, 1, 1))
+    return _conv3d_frame_taps(pad_time(x, 2), k, (1, 1, 1))
 
 
 def _upsample_then_conv(x, k, factor):
@@ -55,7 +55,7 @@ def _upsample_then_conv(x, k, factor):
 
 # name -> (form, compiler options)
 CONV_FORMS = {
-    "3d": (lambda x, k: _conv3d_direct(_pad_time(x, 2), k, (1, 1, 1)), None),
+    "3d": (lambda x, k: _conv3d_direct(pad_time(x, 2), k, (1, 1, 1)), None),
     "per tap": (_per_tap, None),
     "per tap, YNNPACK": (_per_tap, CPU_COMPILER_OPTIONS),
     "stacked taps, YNNPACK": (lambda x, k: _causal_conv3d_stacked_taps(x, k, (1, 1)), CPU_COMPILER_OPTIONS),

@@ -23,7 +23,7 @@ def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
     return (v, v, v) if isinstance(v, int) else tuple(v)
 
 
-def _pad_time(x: jax.Array, frames: int) -> jax.Array:
+def pad_time(x: jax.Array, frames: int) -> jax.Array:
     """`frames` copies of the first frame in front: the causal padding."""
     return jnp.concatenate([jnp.repeat(x[:, :1], frames, axis=1), x], axis=1) if frames else x
 
@@ -100,16 +100,16 @@ def conv3d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int, int] = (1, 1
     causal stride-1 convolutions, one per time tap otherwise; GPU and TPU keep the single 3D
     convolution their compilers tile directly. A 1x1x1 kernel is a matmul everywhere."""
     if kernel.shape[:3] == (1, 1, 1):
-        x = _pad_time(x, time_pad)
+        x = pad_time(x, time_pad)
         return jnp.einsum("bthwc,co->bthwo", x[:, :: stride[0], :: stride[1], :: stride[2]], kernel[0, 0, 0])
 
     def direct(x, k):
-        return _conv3d_direct(_pad_time(x, time_pad), k, stride)
+        return _conv3d_direct(pad_time(x, time_pad), k, stride)
 
     def cpu(x, k):
         if time_pad == k.shape[0] - 1 and stride[0] == 1:
             return _causal_conv3d_stacked_taps(x, k, stride[1:])
-        return _conv3d_frame_taps(_pad_time(x, time_pad), k, stride)
+        return _conv3d_frame_taps(pad_time(x, time_pad), k, stride)
 
     return per_backend(x, kernel, cpu=cpu, default=direct)
 

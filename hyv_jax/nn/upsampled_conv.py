@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from hyv_jax.nn.backend_form import per_backend
-from hyv_jax.nn.causal_conv import conv2d_frames, conv3d, replicate_pad_space
+from hyv_jax.nn.causal_conv import conv2d_frames, conv3d, pad_time, replicate_pad_space
 
 # per factor, the phases of one spatial axis: (first row read in the input padded by one,
 # the original taps each of the phase's taps sums)
@@ -26,13 +26,6 @@ _SPACE_PHASES = {1: [(0, [[0], [1], [2]])], 2: [(0, [[0], [1, 2]]), (1, [[0, 1],
 # per factor, the output frames per input frame, each a list over the input frames it reads
 # (oldest first: frames t-2, t-1, t for factor 1; j-1, j for 2) of the original taps it sums
 _TIME_GROUPS = {1: [[[0], [1], [2]]], 2: [[[0, 1], [2]], [[0], [1, 2]]]}
-
-
-def _delay(x: jax.Array, frames: int) -> jax.Array:
-    """Frame t of the result is frame max(t - `frames`, 0) of (B, T, ...) `x`: frame 0 stands in
-    for the frames before the start, as the causal padding makes them."""
-    t = x.shape[1]
-    return jnp.concatenate([jnp.repeat(x[:, :1], min(frames, t), axis=1), x[:, : max(t - frames, 0)]], axis=1)
 
 
 def _sum_taps(k: jax.Array, axis: int, taps: list[list[int]]) -> jax.Array:
@@ -77,7 +70,8 @@ def _phases(x: jax.Array, kernel: jax.Array, factor: tuple[int, int, int]) -> ja
     groups = _TIME_GROUPS[ft]
     inputs = len(groups[0])
     xp = replicate_pad_space(x, 1)
-    xp = jnp.concatenate([_delay(xp, inputs - 1 - i) for i in range(inputs)], axis=-1)  # oldest frame first
+    # input frames t - inputs + 1 .. t side by side, oldest first (frame 0 before the start)
+    xp = jnp.concatenate([pad_time(xp, inputs - 1 - i)[:, :t] for i in range(inputs)], axis=-1)
     phases = []
     for (row, rows), (col, cols) in itertools.product(_SPACE_PHASES[fh], _SPACE_PHASES[fw]):
         window = xp[:, :, row : row + h + len(rows) - 1, col : col + w + len(cols) - 1]

@@ -263,7 +263,7 @@ def decode_parts(vc: VAEConfig, options: SamplingOptions) -> list[Part]:
                                                                       vc.latent_channels, vc.temporal_ratio, vc.spatial_ratio)), dtype)
     video = jax.eval_shape(lambda z: tiled_apply(record, z, vc.decode_plan() if options.vae_tiling else UNTILED), latents)
     tile = max(tiles, key=math.prod)
-    with accelerator_form():  # the 3D convolutions as a GPU/TPU runs them, not as 2D taps on CPU (nn/backend_form.py)
+    with accelerator_form():  # the layers as a GPU/TPU runs them, not in their CPU forms (nn/backend_form.py)
         program = jax.jit(lambda s, z: nnx.merge(graphdef, s).decode_frames(z)).lower(
             placed_state, jax.ShapeDtypeStruct(tile, dtype, sharding=_replicated(None))).compile(
             compiler_options=CHEAP_CODEGEN if _standin() else None)

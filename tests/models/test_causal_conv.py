@@ -13,8 +13,8 @@ from hyv_jax.nn.backend_form import accelerator_form
 from hyv_jax.nn.causal_conv import (
     CPU_COMPILER_OPTIONS,
     _conv3d_direct,
-    _pad_time,
     conv3d,
+    pad_time,
     replicate_pad_space,
 )
 
@@ -60,7 +60,7 @@ def test_conv3d_is_the_3d_convolution(kernel, stride, time_pad, frames, size, op
 
 def test_pad_time_repeats_the_first_frame():
     x = jnp.arange(3.0).reshape(1, 3, 1, 1, 1)
-    assert _pad_time(x, 2).ravel().tolist() == [0, 0, 0, 1, 2] and _pad_time(x, 0) is x
+    assert pad_time(x, 2).ravel().tolist() == [0, 0, 0, 1, 2] and pad_time(x, 0) is x
 
 
 def test_accelerator_form_traces_the_3d_convolution_on_cpu():
